@@ -1,0 +1,43 @@
+"""Exception types for errors a user can fix.
+
+Every error raised on purpose by hyperinit derives from :class:`HyperInitError`, and its message
+says what went wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ExampleInputError",
+    "HyperInitError",
+    "NoParametersError",
+    "TraceError",
+    "UnknownModalityError",
+]
+
+
+class HyperInitError(Exception):
+    """Base class of all errors raised on purpose by hyperinit."""
+
+
+class TraceError(HyperInitError, RuntimeError):
+    """The model could not be traced, e.g. its forward pass failed on the example input."""
+
+
+class ExampleInputError(TraceError, ValueError):
+    """The example input does not fit the model (wrong number of channels, dimensions, ...)."""
+
+
+class NoParametersError(HyperInitError, ValueError):
+    """The model has no parameters to initialise."""
+
+
+class CheckpointError(HyperInitError, ValueError):
+    """A hypernetwork checkpoint is missing, of the wrong format, corrupted or incompatible."""
+
+
+class UnknownModalityError(HyperInitError, KeyError):
+    """The modality name is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
