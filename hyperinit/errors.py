@@ -10,7 +10,10 @@ __all__ = [
     "CheckpointError",
     "ExampleInputError",
     "HyperInitError",
+    "MetaLRConfigError",
+    "MetaLRStateError",
     "NoParametersError",
+    "ParamGroupingError",
     "TraceError",
     "UnknownModalityError",
 ]
@@ -41,3 +44,15 @@ class UnknownModalityError(HyperInitError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class MetaLRConfigError(HyperInitError, ValueError):
+    """A MetaLROptimizer argument is invalid (rates, meta_every, validation source, ...)."""
+
+
+class ParamGroupingError(MetaLRConfigError):
+    """The parameters could not be split into layer groups as asked."""
+
+
+class MetaLRStateError(HyperInitError, ValueError):
+    """A MetaLROptimizer state dict is missing keys or does not fit this optimizer."""
