@@ -1,4 +1,9 @@
-"""hyperinit: initialise, fine-tune and pretrain medical-imaging models with little labelled data."""
+"""hyperinit: initialise, fine-tune and pretrain medical-imaging models with little labelled data.
+
+>>> import timm, hyperinit
+>>> model = timm.create_model("resnet18", in_chans=1, num_classes=2)
+>>> report = hyperinit.initialize(model, modality="xray")
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,31 @@ from hyperinit.errors import (
     TraceError,
     UnknownModalityError,
 )
+from hyperinit.graph import OP_TYPES, ArchGraph, default_example_input, trace
+from hyperinit.hypernet import HyperInitConfig, HyperInitializer
+from hyperinit.initialize import initialize, load_hypernetwork
+from hyperinit.modalities import MODALITIES, resolve_modality
+from hyperinit.report import InitReport
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "MODALITIES",
+    "OP_TYPES",
+    "ArchGraph",
     "CheckpointError",
     "ExampleInputError",
+    "HyperInitConfig",
     "HyperInitError",
+    "HyperInitializer",
+    "InitReport",
     "NoParametersError",
     "TraceError",
     "UnknownModalityError",
     "__version__",
+    "default_example_input",
+    "initialize",
+    "load_hypernetwork",
+    "resolve_modality",
+    "trace",
 ]

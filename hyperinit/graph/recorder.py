@@ -1,0 +1,223 @@
+"""Record the data flow of one forward pass as a list of op nodes.
+
+A :class:`~torch.overrides.TorchFunctionMode` sees every torch function, tensor method and
+operator the model calls, with the real (or meta) tensors, so Python control flow, reused layers,
+``torch.no_grad()`` and any input size just work. Each tensor seen is given a provenance: the
+nodes that produced it (an activation), the parameters it was computed from only (a
+parameter-derived tensor such as a reshaped, standardised or interpolated weight), or none (a
+constant). A call with activation inputs becomes a node; the parameters it consumes are bound to
+it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
+
+from hyperinit.graph.ops import TRANSPARENT, classify_call, func_name
+
+__all__ = ["Node", "Recorder", "module_context"]
+
+_PARAM_NODE_OPS = frozenset(
+    {"linear", "conv1d", "conv2d", "conv3d", "embedding", "multi_head_attention_forward"}
+)
+
+
+@dataclass
+class Node:
+    """One op of the traced graph."""
+
+    index: int
+    op: str
+    func: str
+    module: str
+    inputs: list[int] = field(default_factory=list)
+    params: list[str] = field(default_factory=list)
+    shared_params: list[str] = field(default_factory=list)
+    param_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """A readable name: module path and op type."""
+        return f"{self.module}:{self.op}" if self.module else self.op
+
+
+class Recorder(TorchFunctionMode):
+    """Torch function mode that turns the calls of a forward pass into :class:`Node` objects."""
+
+    def __init__(self, param_names: dict[int, str], param_shapes: dict[str, tuple[int, ...]]):
+        super().__init__()
+        self._param_names = param_names
+        self._param_shapes = param_shapes
+        self._act: dict[int, tuple[int, ...]] = {}  # id(tensor) -> producer node indices
+        self._derived: dict[int, tuple[str, ...]] = {}  # id(tensor) -> parameter names
+        self._alive: list[torch.Tensor] = []  # keeps ids unique during the trace
+        self.nodes: list[Node] = []
+        self.owner: dict[str, int] = {}
+        self.module_stack: list[str] = []
+
+    # -- provenance ---------------------------------------------------------------------------
+    def add_input(self, tensor: torch.Tensor, label: str = "input") -> None:
+        """Register a model input as an ``input`` node."""
+        node = self._new_node("input", label, "", [], tensor)
+        self._act[id(tensor)] = (node.index,)
+        self._alive.append(tensor)
+
+    def output_producers(self, out: Any) -> list[int]:
+        """Producer nodes of the tensors in a (nested) forward output."""
+        producers: list[int] = []
+        for leaf in tree_flatten(out)[0]:
+            if isinstance(leaf, torch.Tensor):
+                for p in self._act.get(id(leaf), ()):
+                    if p not in producers:
+                        producers.append(p)
+        return producers
+
+    def _provenance(self, leaves: list[Any]) -> tuple[list[int], list[str]]:
+        acts: list[int] = []
+        params: list[str] = []
+        for leaf in leaves:
+            if not isinstance(leaf, torch.Tensor):
+                continue
+            key = id(leaf)
+            name = self._param_names.get(key)
+            if name is not None:
+                if name not in params:
+                    params.append(name)
+                continue
+            for p in self._derived.get(key, ()):
+                if p not in params:
+                    params.append(p)
+            for a in self._act.get(key, ()):
+                if a not in acts:
+                    acts.append(a)
+        return acts, params
+
+    def _new_node(self, op: str, func: str, module: str, inputs: list[int], out: Any) -> Node:
+        out_shape: tuple[int, ...] = ()
+        if isinstance(out, torch.Tensor):
+            out_shape = tuple(out.shape)
+        node = Node(len(self.nodes), op, func, module, inputs, out_shape=out_shape)
+        self.nodes.append(node)
+        return node
+
+    def _bind(self, node: Node, params: list[str]) -> None:
+        for name in params:
+            if name in self.owner:
+                node.shared_params.append(name)
+            else:
+                self.owner[name] = node.index
+                node.params.append(name)
+        shapes = [self._param_shapes[p] for p in params]
+        if shapes:
+            node.param_shape = max(shapes, key=lambda s: (len(s) > 1, _numel(s)))
+
+    # -- the mode -------------------------------------------------------------------------------
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        try:
+            self._record(func, args, kwargs, out)
+        except Exception:  # recording must never break the user's forward pass
+            pass
+        return out
+
+    def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        leaves = tree_flatten((args, kwargs))[0]
+        acts, params = self._provenance(leaves)
+        if not acts and not params:
+            return  # a constant
+        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        if out is None and args and isinstance(args[0], torch.Tensor):
+            outs = [args[0]]  # in-place write such as __setitem__
+        if not outs:
+            return  # .size(), .dim(), bool(...) and friends
+        name = func_name(func)
+        if not acts and name not in _PARAM_NODE_OPS:
+            self._mark(outs, derived=tuple(params))  # a weight reshaped, standardised, ...
+            return
+        if name in TRANSPARENT:
+            first = args[0] if args else None
+            if isinstance(first, torch.Tensor) and (
+                id(first) in self._derived or id(first) in self._param_names
+            ):
+                self._mark(outs, derived=tuple(params))  # e.g. param.expand_as(x)
+                return
+            if not params:
+                self._mark(outs, act=tuple(acts))
+                return
+            # parameters mixed into activations by a view-like call: keep it as a node
+        weight_shape = None
+        if params:
+            shapes = [self._param_shapes[p] for p in params]
+            weight_shape = max(shapes, key=lambda s: (len(s) > 1, _numel(s)))
+        op = classify_call(name, args, kwargs, weight_shape, bool(params)) or "generic"
+        node = self._call_node(op, name, acts, params, outs[0])
+        if op.startswith(("conv", "dwconv", "group_conv")):
+            stride = kwargs.get("stride", args[3] if len(args) > 3 else 1)
+            groups = kwargs.get("groups", args[6] if len(args) > 6 else 1)
+            node.attrs.update(stride=stride, groups=groups, transposed="transpose" in name)
+        self._mark(outs, act=(node.index,))
+
+    def _call_node(
+        self, op: str, name: str, acts: list[int], params: list[str], out: torch.Tensor
+    ) -> Node:
+        module = self.module_stack[-1] if self.module_stack else ""
+        node = self._new_node(op, name, module, acts, out)
+        self._bind(node, params)
+        return node
+
+    def _mark(
+        self,
+        outs: list[torch.Tensor],
+        *,
+        act: tuple[int, ...] | None = None,
+        derived: tuple[str, ...] | None = None,
+    ) -> None:
+        for t in outs:
+            key = id(t)
+            self._alive.append(t)
+            if act is not None:
+                self._act[key] = act
+                self._derived.pop(key, None)
+            else:
+                self._derived[key] = derived or ()
+                self._act.pop(key, None)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+@contextmanager
+def module_context(model: nn.Module, stack: list[str]) -> Iterator[None]:
+    """Keep ``stack[-1]`` equal to the qualified name of the module currently running."""
+    handles = []
+    for name, module in model.named_modules():
+
+        def pre(_m: nn.Module, _args: Any, _name: str = name) -> None:
+            stack.append(_name)
+
+        def post(_m: nn.Module, _args: Any, _out: Any) -> None:
+            if stack:
+                stack.pop()
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post, always_call=True))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()

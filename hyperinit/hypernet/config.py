@@ -1,0 +1,89 @@
+"""`HyperInitConfig`: the hyperparameters stored in a checkpoint's ``config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hyperinit.errors import CheckpointError
+from hyperinit.graph.archgraph import S_MAX
+from hyperinit.graph.ops import OP_TYPES, VOCAB_VERSION
+from hyperinit.hypernet.roles import ROLES
+
+__all__ = ["FORMAT_NAME", "HyperInitConfig"]
+
+#: Written to every config.json; a file without it is not a hyperinit checkpoint.
+FORMAT_NAME = "hyperinit.HyperInitializer"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class HyperInitConfig:
+    """Hyperparameters of a :class:`~hyperinit.HyperInitializer` and facts about its checkpoint.
+
+    Attributes:
+        d_model: width of node features.
+        gnn_rounds: K, the rounds of gated message passing (each forward then backward).
+        s_max: longest shortest path that carries an MLP_sp message.
+        code_rank: rank of the structured part of each predicted matrix.
+        core_size: spatial size of the decoded kernel core (larger kernels are interpolated).
+        decoder_hidden: channels of the decoder's convolutional layers.
+        structured_fraction: initial share of variance in the structured part (untrained nets).
+        op_types, roles: the vocabularies the embedding tables were built with.
+        modality, training: what the checkpoint was trained on (free-form for the model card).
+    """
+
+    d_model: int = 64
+    gnn_rounds: int = 2
+    s_max: int = S_MAX
+    code_rank: int = 16
+    core_size: int = 7
+    decoder_hidden: int = 32
+    structured_fraction: float = 0.1
+    op_types: list[str] = field(default_factory=lambda: list(OP_TYPES))
+    roles: list[str] = field(default_factory=lambda: list(ROLES))
+    vocab_version: int = VOCAB_VERSION
+    modality: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    library_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["format"] = FORMAT_NAME
+        d["format_version"] = FORMAT_VERSION
+        return d
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> HyperInitConfig:
+        if data.get("format") != FORMAT_NAME:
+            raise CheckpointError(
+                f'{source} is not a hyperinit checkpoint config (no "format": '
+                f'"{FORMAT_NAME}"). Load checkpoints written by '
+                "HyperInitializer.save_pretrained()."
+            )
+        if int(data.get("format_version", 0)) > FORMAT_VERSION:
+            raise CheckpointError(
+                f"{source} has format_version {data['format_version']}, newer than this "
+                f"hyperinit understands ({FORMAT_VERSION}): upgrade hyperinit."
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @classmethod
+    def load(cls, path: str | Path) -> HyperInitConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(
+                f"cannot read checkpoint config {path}: {e}. A checkpoint directory holds "
+                "config.json and model.safetensors written by save_pretrained()."
+            ) from e
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} is not a JSON object: not a hyperinit config.")
+        return cls.from_dict(data, source=str(path))

@@ -1,0 +1,189 @@
+"""`initialize(model, modality=...)`: predict a model's initial weights and write them in place."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hyperinit.errors import CheckpointError, HyperInitError, NoParametersError
+from hyperinit.graph.trace import trace
+from hyperinit.hypernet.model import HyperInitializer
+from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
+from hyperinit.modalities import get_modality
+from hyperinit.report import InitReport
+from hyperinit.selection import excluded_parameters, head_parameters
+
+__all__ = ["initialize", "load_hypernetwork"]
+
+log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(path: str, device: str) -> HyperInitializer:
+    return HyperInitializer.from_pretrained(path, device=device)
+
+
+def load_hypernetwork(
+    modality: str = "xray",
+    checkpoint: str | Path | HyperInitializer | None = None,
+    device: torch.device | str = "cpu",
+) -> tuple[HyperInitializer, str]:
+    """The hypernetwork for a modality (or an explicit checkpoint) and a description of it."""
+    if isinstance(checkpoint, HyperInitializer):
+        return checkpoint, "HyperInitializer instance"
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser().resolve()
+        if not path.exists():
+            raise CheckpointError(
+                f"checkpoint {checkpoint} does not exist. Pass a directory written by "
+                "HyperInitializer.save_pretrained(), or omit checkpoint= to use the modality's."
+            )
+        return _load_cached(str(path), str(device)), str(path)
+    entry = get_modality(modality)
+    kind = "trained" if entry.trained else "untrained reference"
+    return _load_cached(str(entry.path), str(device)), f"embedded:{entry.embedded} ({kind})"
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _resolve_seed(seed: int | None) -> int:
+    if seed is not None:
+        return int(seed)
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows torch.manual_seed
+
+
+def _check_finite(preds: dict[str, torch.Tensor]) -> None:
+    if not preds:
+        return
+    sums = torch.stack([t.float().sum() for t in preds.values()])
+    if bool(torch.isfinite(sums).all()):
+        return
+    bad = [n for n, t in preds.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        raise HyperInitError(
+            f"the hypernetwork predicted non-finite values for {bad[:5]}; the checkpoint may be "
+            "corrupted. The model was not changed. Try another checkpoint or report the model."
+        )
+
+
+def _assign(model: nn.Module, preds: dict[str, torch.Tensor]) -> None:
+    """Swap predicted tensors into the parameters; all or nothing."""
+    params = dict(model.named_parameters())
+    staged: list[tuple[nn.Parameter, torch.Tensor]] = []
+    for name, value in preds.items():
+        p = params[name]
+        new = value.detach().to(device=p.device, dtype=p.dtype)
+        if new.stride() != p.stride():  # e.g. channels_last
+            new = torch.empty_like(p).copy_(new)
+        staged.append((p, new))
+    done: list[tuple[nn.Parameter, torch.Tensor]] = []
+    try:
+        for p, new in staged:
+            old = p.data
+            p.data = new
+            done.append((p, old))
+    except BaseException:
+        for p, old in reversed(done):
+            p.data = old
+        raise
+
+
+def initialize(
+    model: nn.Module,
+    modality: str = "xray",
+    *,
+    checkpoint: str | Path | HyperInitializer | None = None,
+    example_input: Any = None,
+    exclude: str | Iterable[str] | None = None,
+    predict_head: bool = False,
+    device: torch.device | str | None = None,
+    seed: int | None = None,
+) -> InitReport:
+    """Predict initial weights for ``model`` with the modality's hypernetwork, in place.
+
+    Args:
+        model: any ``nn.Module`` that runs a forward pass (timm, torchvision, your own).
+        modality: ``xray``, ``ct``, ``ultrasound``, ``dermoscopy``, ``fundus``, ``mixed`` or an
+            alias (``cxr``, ``us``, ``derm``...).
+        checkpoint: a checkpoint directory or a :class:`HyperInitializer`; overrides modality.
+        example_input: what to run the forward pass on (see :func:`hyperinit.trace`).
+        exclude: parameter names, module names or regular expressions to leave untouched.
+        predict_head: also predict the classification head (kept at its init by default).
+        device: where the hypernetwork runs; defaults to the model's device.
+        seed: seeds the prediction; by default drawn from torch's global RNG, so
+            ``torch.manual_seed`` makes runs repeatable. The report records it.
+
+    Returns:
+        An :class:`InitReport`. On any error the model is left exactly as it was.
+    """
+    start = time.perf_counter()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"initialize() expects an nn.Module, got {type(model).__name__}")
+    all_params = dict(model.named_parameters())
+    if not all_params:
+        raise NoParametersError(
+            f"{type(model).__name__} has no parameters, so there is nothing to initialise. "
+            "Pass the model that holds the layers (not a functional wrapper or a buffer-only "
+            "module)."
+        )
+    device = torch.device(device) if device is not None else _model_device(model)
+    hypernet, source = load_hypernetwork(modality, checkpoint, device)
+    seed = _resolve_seed(seed)
+
+    graph = trace(model, example_input, s_max=hypernet.config.s_max)
+    t_trace = time.perf_counter()
+
+    head = set() if predict_head else head_parameters(model, graph)
+    excluded = excluded_parameters(all_params, exclude)
+    roles = {r.name: r.role for r in assign_roles(graph)}
+    kept: dict[str, str] = {}
+    wanted: set[str] = set()
+    for name in all_params:
+        if name in head:
+            kept[name] = "head"
+        elif name in excluded:
+            kept[name] = "excluded"
+        elif name not in graph.param_owner:
+            kept[name] = "unused in forward"
+        elif roles.get(name) not in PREDICTED_ROLES:
+            kept[name] = f"role '{roles.get(name)}'"
+        else:
+            wanted.add(name)
+
+    with torch.no_grad():
+        preds = hypernet.predict_params(graph, names=wanted, seed=seed)
+        _check_finite(preds)
+    t_predict = time.perf_counter()
+    _assign(model, preds)
+    t_assign = time.perf_counter()
+
+    report = InitReport(
+        model=type(model).__name__,
+        modality=get_modality(modality).name if checkpoint is None else str(modality),
+        checkpoint=source,
+        seed=seed,
+        device=str(device),
+        predicted=sorted(preds, key=list(all_params).index),
+        kept=kept,
+        predicted_elements=sum(t.numel() for t in preds.values()),
+        total_elements=sum(p.numel() for p in all_params.values()),
+        head_elements=sum(all_params[n].numel() for n in head),
+        timings={
+            "trace": t_trace - start,
+            "predict": t_predict - t_trace,
+            "assign": t_assign - t_predict,
+            "total": t_assign - start,
+        },
+        graph={"nodes": len(graph), "edges": graph.num_edges, "traced_as": graph.traced_as},
+    )
+    log.info("%s", report)
+    return report
