@@ -337,7 +337,7 @@ def _conv_type(name: str, weight_shape: Sequence[int] | None, groups: int) -> st
         return "conv3d"
     if weight_shape is None or len(weight_shape) != 4:
         return "conv_kxk"
-    out_ch, in_per_group, kh, kw = weight_shape
+    _, in_per_group, kh, kw = weight_shape
     k = kh if kh == kw else 0
     if groups > 1 and in_per_group == 1:
         return f"dwconv{k}x{k}" if k in (3, 5, 7) else "dwconv_kxk"

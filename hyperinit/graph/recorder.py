@@ -64,6 +64,7 @@ class Recorder(TorchFunctionMode):
         self.nodes: list[Node] = []
         self.owner: dict[str, int] = {}
         self.module_stack: list[str] = []
+        self.errors: list[str] = []  # calls that could not be recorded
 
     # -- provenance ---------------------------------------------------------------------------
     def add_input(self, tensor: torch.Tensor, label: str = "input") -> None:
@@ -127,8 +128,8 @@ class Recorder(TorchFunctionMode):
         out = func(*args, **kwargs)
         try:
             self._record(func, args, kwargs, out)
-        except Exception:  # recording must never break the user's forward pass
-            pass
+        except Exception as e:  # recording must never break the user's forward pass
+            self.errors.append(f"{func_name(func)}: {type(e).__name__}: {e}")
         return out
 
     def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:

@@ -262,6 +262,13 @@ def _trace(model: nn.Module, example_input: Any, s_max: int | None) -> ArchGraph
         cls = ExampleInputError if "example input has" in message else TraceError
         raise cls(f"cannot trace {type(model).__name__}: {message}") from err
     rec, producers = result
+    if rec.errors:
+        log.warning(
+            "%s: %d calls could not be recorded (the graph may miss edges): %s",
+            type(model).__name__,
+            len(rec.errors),
+            "; ".join(rec.errors[:3]),
+        )
     out = Node(len(rec.nodes), "output", "output", "", producers)
     nodes = [*rec.nodes, out]
     shapes = {k: tuple(v.shape) for k, v in model.named_parameters()}
