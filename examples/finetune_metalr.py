@@ -30,7 +30,9 @@ def datasets(args: argparse.Namespace):
         tf = transforms.Compose([transforms.Resize((args.size, args.size)), transforms.ToTensor()])
         full = torchvision.datasets.ImageFolder(str(args.data), transform=tf)
     n_val = len(full) // 5
-    return random_split(full, [len(full) - n_val, n_val], torch.Generator().manual_seed(0))
+    n_classes = len(getattr(full, "classes", range(3)))
+    split = random_split(full, [len(full) - n_val, n_val], torch.Generator().manual_seed(0))
+    return (*split, n_classes)
 
 
 def main() -> None:
@@ -44,10 +46,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
 
-    train_set, val_set = datasets(args)
+    train_set, val_set, n_classes = datasets(args)
     train = DataLoader(train_set, batch_size=16, shuffle=True)
     val = DataLoader(val_set, batch_size=16, shuffle=True)  # cycled and reshuffled by MetaLR
-    n_classes = 3
     model = torchvision.models.resnet18(num_classes=n_classes)  # load your pretrained weights
 
     base = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)

@@ -403,3 +403,14 @@ def test_plot_helpers_draw_fig3b(tmp_path) -> None:
     ax.figure.savefig(tmp_path / "fig.png")
     with pytest.raises(MetaLRConfigError):
         plot_lr_by_depth(42)
+
+
+def test_deepcopy_and_add_param_group() -> None:
+    _, opt, train, val = constructed_problem(lambda p: torch.optim.SGD(p, lr=0.01))
+    opt.step(train, val)
+    twin = copy.deepcopy(opt)
+    assert twin.lrs == opt.lrs
+    assert twin.param_groups is twin.base_optimizer.param_groups
+    assert "MetaLROptimizer(SGD" in repr(twin)
+    with pytest.raises(MetaLRConfigError, match="cannot add parameter groups"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(1))]})

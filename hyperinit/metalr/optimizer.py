@@ -335,6 +335,18 @@ class MetaLROptimizer(Optimizer):
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base_optimizer.zero_grad(set_to_none=set_to_none)
 
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        raise MetaLRConfigError(
+            "MetaLROptimizer cannot add parameter groups after construction; build the base "
+            "optimizer on all parameters (frozen ones included) and wrap it afterwards."
+        )
+
+    def __getstate__(self) -> dict[str, Any]:  # Optimizer's keeps only defaults/state/groups
+        return self.__dict__.copy()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
     def __repr__(self) -> str:
         rates = ", ".join(f"{n}={lr:.3g}" for n, lr in self.lrs.items())
         return (
