@@ -488,7 +488,7 @@ class MetaLROptimizer(Optimizer):
         dots = torch.zeros(len(groups), dtype=torch.float64, device=params[0].device)
         for i, g in zip(trainable, grads):
             if g is not None:
-                dots[owner[i]] += torch.sum(g * neg_delta[i]).to(torch.float64)
+                dots[owner[i]] += torch.sum(g * neg_delta[i]).to(dots.device, torch.float64)
         inv_scale = 1.0 / float(scaler.get_scale()) if scaler is not None else 1.0
         # hypergrad_j = <grad_j L_val(theta'), delta_j> / alpha_j, and delta = -neg_delta
         hyper = [-d * inv_scale / lr for d, lr in zip(dots.tolist(), self._lrs)]
