@@ -29,14 +29,15 @@ class TwoParams(nn.Module):
         self.b = nn.Parameter(torch.zeros(3))
 
 
-def constructed_problem(opt_factory):
+def constructed_problem(opt_factory, meta_update: str = "additive"):
     """Train pulls a and b towards +1; validation wants a at +1 but b at -1."""
     model = TwoParams()
     opt = MetaLROptimizer(
         opt_factory(model.parameters()),
         model,
         groups={"a": [model.a], "b": [model.b]},
-        meta_lr=1e-3,
+        meta_update=meta_update,
+        meta_lr=1e-3 if meta_update == "additive" else 1.0,
         lr_min=1e-4,
         init_lrs=[0.01, 0.01],
     )
@@ -59,13 +60,17 @@ def constructed_problem(opt_factory):
     ],
     ids=["sgd", "momentum", "adam"],
 )
-def test_rate_rises_where_it_helps_and_falls_where_it_hurts(factory) -> None:
-    _, opt, train, val = constructed_problem(factory)
+@pytest.mark.parametrize("meta_update", ["additive", "relative"])
+def test_rate_rises_where_it_helps_and_falls_where_it_hurts(factory, meta_update) -> None:
+    _, opt, train, val = constructed_problem(factory, meta_update)
+    opt.lr_min = 1e-4
     for _ in range(20):
         opt.step(train, val)
     lrs = opt.lrs
-    assert lrs["a"] > 0.02  # raising a's rate lowers the validation loss: it rose
-    assert lrs["b"] == pytest.approx(1e-4)  # raising b's rate raises it: it fell to the floor
+    assert lrs["a"] > 0.015  # raising a's rate lowers the validation loss: it rose
+    assert lrs["b"] < 0.005  # raising b's rate raises it: it fell
+    if meta_update == "additive":
+        assert lrs["b"] == pytest.approx(1e-4)  # to the floor
     hist = opt.lr_history
     assert hist["a"][0] == 0.01
     assert len(hist["a"]) == 21
@@ -315,8 +320,9 @@ def test_nan_losses_skip_the_update_warn_once_and_training_goes_on() -> None:
     meta_lr=st.floats(0.0, 10.0),
     lr_max=st.one_of(st.none(), st.floats(1.0, 5.0)),
     target=st.floats(-3.0, 3.0),
+    meta_update=st.sampled_from(["additive", "relative"]),
 )
-def test_rates_stay_within_bounds(lr0, meta_lr, lr_max, target) -> None:
+def test_rates_stay_within_bounds(lr0, meta_lr, lr_max, target, meta_update) -> None:
     model = TwoParams()
     opt = MetaLROptimizer(
         torch.optim.SGD(model.parameters(), lr=lr0),
@@ -326,6 +332,7 @@ def test_rates_stay_within_bounds(lr0, meta_lr, lr_max, target) -> None:
         lr_min=1e-5,
         lr_max=lr_max,
         head_lr_scale=1.0,
+        meta_update=meta_update,
     )
     for _ in range(4):
         opt.step(
@@ -350,6 +357,7 @@ def test_bad_inputs_raise_clear_hyperinit_errors() -> None:
         (lambda: MetaLROptimizer(sgd(), model, init_lrs={"x": 1}), MetaLRConfigError, "unknown"),
         (lambda: MetaLROptimizer(sgd(), model, init_lrs=1e-9), MetaLRConfigError, "lr_min"),
         (lambda: MetaLROptimizer(sgd(), model, groups="layers"), ParamGroupingError, "unknown"),
+        (lambda: MetaLROptimizer(sgd(), model, meta_update="x"), MetaLRConfigError, "relative"),
         (lambda: MetaLROptimizer(sgd(), None, groups="module"), ParamGroupingError, "model"),
         (
             lambda: MetaLROptimizer(sgd(), model, groups={"first": model[0]}),

@@ -8,7 +8,11 @@ One meta step (Algorithm 1 of the MetaLR paper, with the exact hypergradient):
 2. one forward/backward on a validation batch at the stepped parameters ``theta'`` gives
    ``dL_val(theta + alpha_j u_j)/d alpha_j = <grad_j L_val(theta'), u_j>`` (eq. 3, no
    second-order terms);
-3. ``alpha_j <- clip(alpha_j - meta_lr * hypergrad_j, lr_min, lr_max)``;
+3. ``alpha_j <- clip(alpha_j - meta_lr * hypergrad_j, lr_min, lr_max)`` (eq. 3; or, with
+   ``meta_update="relative"``, a step on ``log alpha_j``:
+   ``alpha_j <- alpha_j * exp(-meta_lr * alpha_j * hypergrad_j)``, where
+   ``alpha_j * hypergrad_j = <grad_j L_val(theta'), delta_j>`` is the first-order change of the
+   validation loss caused by layer j's step, a quantity free of the optimizer's scale);
 4. the step is rescaled to the new rate, ``theta <- theta + alpha_j' u_j`` (eq. 4), without
    running the base optimizer again, so its state (momentum, Adam moments) advances once.
 
@@ -85,6 +89,10 @@ class MetaLROptimizer(Optimizer):
             given (unnamed groups take the default).
         meta_every: do a meta step every ``meta_every`` steps; the others are bare base steps.
         head_lr_scale: factor of the head's initial rate over the backbone's (the paper's 10).
+        meta_update: ``"additive"`` (eq. 3 of the paper, the default) or ``"relative"`` (a
+            gradient step on ``log alpha``: each rate changes by a factor
+            ``exp(-meta_lr * <grad_j L_val, delta_j>)``, the same for any base optimizer, and
+            noisy layers cannot jump to the floor in one step; ``meta_lr`` around 1 to 10).
         val_data: optional validation DataLoader used when ``step`` gets no ``val_closure``;
             cycled, and reshuffled each pass if the loader shuffles.
         loss_fn: loss for ``val_data``: ``loss_fn(model(inputs), targets)``.
@@ -111,6 +119,7 @@ class MetaLROptimizer(Optimizer):
         init_lrs: float | Sequence[float] | Mapping[str, float] | None = None,
         meta_every: int = 1,
         head_lr_scale: float = 10.0,
+        meta_update: str = "additive",
         val_data: Iterable | None = None,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         grad_scaler: Any | None = None,
@@ -143,6 +152,11 @@ class MetaLROptimizer(Optimizer):
             raise MetaLRConfigError(f"meta_every must be an int >= 1, got {meta_every!r}.")
         self.meta_every = meta_every
         self.head_lr_scale = _check_rate("head_lr_scale", head_lr_scale)
+        if meta_update not in ("additive", "relative"):
+            raise MetaLRConfigError(
+                f'meta_update must be "additive" (eq. 3) or "relative", got {meta_update!r}.'
+            )
+        self.meta_update = meta_update
 
         self.base_optimizer = base_optimizer
         self.model = model
@@ -495,7 +509,13 @@ class MetaLROptimizer(Optimizer):
         if not all(math.isfinite(h) for h in hyper):
             self._warn_nonfinite("the hypergradient")
             return
-        new = [self._clip(lr - self.meta_lr * h) for lr, h in zip(self._lrs, hyper)]
+        if self.meta_update == "relative":  # exp argument clipped: at most x/÷ e^5 a step
+            new = [
+                self._clip(lr * math.exp(max(-5.0, min(5.0, -self.meta_lr * lr * h))))
+                for lr, h in zip(self._lrs, hyper)
+            ]
+        else:
+            new = [self._clip(lr - self.meta_lr * h) for lr, h in zip(self._lrs, hyper)]
         # theta <- theta' + (alpha'/alpha - 1) delta = theta' - (alpha'/alpha - 1) neg_delta
         scales = [new[j] / self._lrs[j] - 1.0 for j in owner]
         with torch.no_grad():
