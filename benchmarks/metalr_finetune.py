@@ -208,6 +208,7 @@ def run_cell(ds: dict, method: str, seed: int, backbone: dict, args: argparse.Na
             lr_max=args.lr_max,
             init_lrs=args.lr,  # backbone; head 10x
             meta_every=args.meta_every,
+            meta_update=args.meta_update,
         )
         val_iter = iter(())
 
@@ -285,7 +286,7 @@ def summarise(cells: list[dict], args: argparse.Namespace, splits: dict) -> None
             }
     report = {"config": vars(args) | {"epochs": args.epochs}, "splits": splits, "summary": summary}
     report["cells"] = cells
-    (RESULTS / "metalr_finetune.json").write_text(json.dumps(report, indent=1, default=str))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1, default=str))
 
     fig, axes = plt.subplots(2, max(1, len(table)), figsize=(6 * max(1, len(table)), 7))
     axes = np.array(axes).reshape(2, -1)
@@ -317,7 +318,7 @@ def summarise(cells: list[dict], args: argparse.Namespace, splits: dict) -> None
         axes[1, k].set_title(f"{ds}: rates over training (seed {r['seed']})")
         axes[1, k].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(RESULTS / "metalr_finetune_lrs.png", dpi=110)
+    fig.savefig(RESULTS / f"{args.name}_lrs.png", dpi=110)
 
     lines = [
         "# Fine-tuning comparison: constant rate, layer-wise, bi-directional, MetaLR",
@@ -327,10 +328,11 @@ def summarise(cells: list[dict], args: argparse.Namespace, splits: dict) -> None
         f"backbone rate {args.lr}, head {args.lr * 10}; layer-wise freezes layers "
         f"1..{args.layerwise_k}, bi-directional freezes layers {args.bidir_m}..{args.bidir_n} "
         "(of 10: conv1, 8 blocks, fc); "
-        f"MetaLR meta_lr={args.meta_lr}, lr_max={args.lr_max}, meta_every={args.meta_every}. "
+        f"MetaLR meta_lr={args.meta_lr}, lr_max={args.lr_max}, meta_every={args.meta_every}, "
+        f"meta_update={args.meta_update}. "
         f"Epochs {args.epochs}. Seeds {args.seeds}. {args.threads} CPU thread(s).",
         "Test accuracy and balanced accuracy (mean ± std over seeds). Command: "
-        "`python benchmarks/metalr_finetune.py` (see `config` in metalr_finetune.json).",
+        f"`python benchmarks/metalr_finetune.py` (see `config` in {args.name}.json).",
         "",
         "| dataset | method | test acc | test balanced acc | train s/run |",
         "|---|---|---|---|---|",
@@ -345,8 +347,8 @@ def summarise(cells: list[dict], args: argparse.Namespace, splits: dict) -> None
     lines += ["", "Splits (sizes per class):", ""]
     for ds, sp in splits.items():
         lines.append(f"- {ds}: {sp['sizes']}")
-    lines += ["", "![learned rates](metalr_finetune_lrs.png)"]
-    (RESULTS / "metalr_finetune.md").write_text("\n".join(lines) + "\n")
+    lines += ["", f"![learned rates]({args.name}_lrs.png)"]
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
@@ -363,6 +365,7 @@ def main() -> None:
     ap.add_argument("--meta-lr", type=float, default=1e-4)
     ap.add_argument("--lr-max", type=float, default=0.1)
     ap.add_argument("--meta-every", type=int, default=1)
+    ap.add_argument("--meta-update", default="additive", choices=["additive", "relative"])
     ap.add_argument("--layerwise-k", type=int, default=4)
     ap.add_argument("--bidir-m", type=int, default=2)
     ap.add_argument("--bidir-n", type=int, default=5)
@@ -372,13 +375,15 @@ def main() -> None:
     ap.add_argument("--cxr-val", type=int, default=200)
     ap.add_argument("--pretrain-epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--tag", default="", help="suffix of the cell checkpoint file")
+    ap.add_argument(
+        "--name", default="metalr_finetune", help="stem of the result files and cell checkpoint"
+    )
     args = ap.parse_args()
     args.epochs = {"ultrasound_busi": args.busi_epochs, "chest_xray_kermany": args.cxr_epochs}
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)
     CACHE.mkdir(parents=True, exist_ok=True)
-    cells_path = CACHE / f"metalr_finetune_cells{args.tag}.json"
+    cells_path = CACHE / f"{args.name}_cells.json"
     cells = json.loads(cells_path.read_text()) if cells_path.exists() else []
     done = {(c["dataset"], c["method"], c["seed"]) for c in cells}
     backbone = pretrain(args)
