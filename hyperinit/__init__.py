@@ -19,6 +19,7 @@ from hyperinit.graph import OP_TYPES, ArchGraph, default_example_input, trace
 from hyperinit.hypernet import HyperInitConfig, HyperInitializer
 from hyperinit.initialize import initialize, load_hypernetwork
 from hyperinit.modalities import MODALITIES, resolve_modality
+from hyperinit.models import create_model, set_input_channels
 from hyperinit.report import InitReport
 
 __version__ = "0.1.0.dev0"
@@ -37,9 +38,11 @@ __all__ = [
     "TraceError",
     "UnknownModalityError",
     "__version__",
+    "create_model",
     "default_example_input",
     "initialize",
     "load_hypernetwork",
     "resolve_modality",
+    "set_input_channels",
     "trace",
 ]

@@ -2,34 +2,52 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["activation_stats"]
+__all__ = ["LayerSignal", "activation_stats", "band_violations"]
+
+
+@dataclass(frozen=True)
+class LayerSignal:
+    """Standard deviations of a layer's input and output, divided by the network input's."""
+
+    input: float
+    output: float
+
+    @property
+    def gain(self) -> float:
+        return self.output / self.input if self.input > 0 else float("inf")
 
 
 def activation_stats(
     model: nn.Module, example_input: torch.Tensor, *, skip: set[str] | None = None
-) -> dict[str, float]:
-    """Standard deviation of each parameterised leaf module's output, divided by the input's.
+) -> dict[str, LayerSignal]:
+    """Signal of each parameterised leaf module over one forward pass without gradients.
 
-    Runs one forward pass without gradients (in the model's current mode) and returns
-    ``{module name: ratio}``; a non-finite output gives ``nan``. Modules in ``skip`` (e.g. the
-    head) are left out.
+    Runs in the model's current mode (use ``train()`` for batch statistics) and returns
+    ``{module name: LayerSignal}`` for its first call; a non-finite output gives ``nan``.
+    Modules in ``skip`` (e.g. the head) and their children are left out.
     """
     skip = skip or set()
-    ratios: dict[str, float] = {}
+    stats: dict[str, LayerSignal] = {}
     in_std = float(example_input.float().std())
     handles = []
 
+    def std(t: Any) -> float | None:
+        t = t[0] if isinstance(t, (tuple, list)) and t else t
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point() or t.numel() < 2:
+            return None
+        return float(t.float().std()) / in_std if bool(torch.isfinite(t).all()) else float("nan")
+
     def hook(name: str):
-        def fn(_m: nn.Module, _args: Any, out: Any) -> None:
-            t = out[0] if isinstance(out, (tuple, list)) else out
-            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() > 1:
-                s = float(t.float().std())
-                ratios[name] = s / in_std if torch.isfinite(t).all() else float("nan")
+        def fn(_m: nn.Module, args: Any, out: Any) -> None:
+            i, o = std(args), std(out)
+            if name not in stats and i is not None and o is not None:
+                stats[name] = LayerSignal(i, o)
 
         return fn
 
@@ -45,4 +63,36 @@ def activation_stats(
     finally:
         for h in handles:
             h.remove()
-    return ratios
+    return stats
+
+
+def band_violations(
+    ours: dict[str, LayerSignal],
+    default: dict[str, LayerSignal] | None = None,
+    band: tuple[float, float] = (0.05, 20.0),
+    max_gain: float = 4.0,
+) -> dict[str, str]:
+    """Layers whose output leaves ``band`` (relative to the network input) because of their
+    own initialisation: ``{name: reason}``.
+
+    A layer outside the band is *not* blamed when PyTorch's default initialisation puts it
+    outside the band too (structural: post-softmax projections, zero-initialised layer scales),
+    or when its input is already outside the band and the layer itself changes the signal by
+    less than ``max_gain`` (the signal was shrunk upstream by a parameter-free op such as the
+    global pooling in front of a squeeze-and-excitation block).
+    """
+    lo, hi = band
+    bad: dict[str, str] = {}
+    for name, s in ours.items():
+        if s.output != s.output:  # nan
+            bad[name] = "non-finite output"
+            continue
+        if lo <= s.output <= hi:
+            continue
+        ref = (default or {}).get(name)
+        if ref is not None and not lo <= ref.output <= hi:
+            continue
+        if not lo <= s.input <= hi and 1 / max_gain <= s.gain <= max_gain:
+            continue
+        bad[name] = f"output std {s.output:.3g} x input (layer gain {s.gain:.3g})"
+    return bad

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from hyperinit.errors import CheckpointError, HyperInitError, NoParametersError
+from hyperinit.graph.archgraph import ArchGraph
 from hyperinit.graph.trace import trace
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
@@ -97,6 +99,32 @@ def _assign(model: nn.Module, preds: dict[str, torch.Tensor]) -> None:
         raise
 
 
+@contextmanager
+def _train_mode(model: nn.Module) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    model.train()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _trace_all_branches(model: nn.Module, example_input: Any, s_max: int) -> ArchGraph:
+    """Trace; if parameters went unused in eval mode (auxiliary heads of GoogLeNet and
+    Inception run only in training), trace again in train mode and keep the fuller graph."""
+    graph = trace(model, example_input, s_max=s_max)
+    if graph.unbound and not model.training:
+        try:
+            with _train_mode(model):
+                train_graph = trace(model, example_input, s_max=s_max)
+        except HyperInitError:
+            return graph
+        if len(train_graph.unbound) < len(graph.unbound):
+            return train_graph
+    return graph
+
+
 def initialize(
     model: nn.Module,
     modality: str = "xray",
@@ -139,7 +167,7 @@ def initialize(
     hypernet, source = load_hypernetwork(modality, checkpoint, device)
     seed = _resolve_seed(seed)
 
-    graph = trace(model, example_input, s_max=hypernet.config.s_max)
+    graph = _trace_all_branches(model, example_input, hypernet.config.s_max)
     t_trace = time.perf_counter()
 
     head = set() if predict_head else head_parameters(model, graph)

@@ -48,8 +48,8 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
     (torchvision ViTs), timm's ``pretrained_cfg["input_size"]``, else 224 px (1024 samples for
     1-D, 64^3 voxels for 3-D convolutions); if tracing fails at 224 px, :func:`trace` retries
     once at 299 px (Inception-v3 and relatives). A model without convolutions whose first layer is
-    ``nn.Linear`` gets a ``(batch, in_features)`` input. The tensor is a standard normal sample on
-    the model's device and dtype.
+    ``nn.Linear`` gets a ``(batch, in_features)`` input. The tensor is a fixed standard normal
+    sample (the global RNG is not used) on the model's device and dtype.
     """
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -63,7 +63,7 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
                 "convolution or linear layer to read the input shape from. Pass "
                 "example_input=torch.randn(...) with the shape its forward() expects."
             )
-        return torch.randn(batch_size, linear.in_features, device=device, dtype=dtype)
+        return _sample((batch_size, linear.in_features), device, dtype)
     spatial_dims = conv.weight.dim() - 2
     in_chans = getattr(model, "in_chans", None)
     channels = in_chans if isinstance(in_chans, int) else conv.in_channels
@@ -81,7 +81,13 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
             size = tuple(input_size[1:])
     if size is None or len(size) != spatial_dims:
         size = _DEFAULT_SIZE.get(spatial_dims, (224,) * spatial_dims)
-    return torch.randn(batch_size, channels, *size, device=device, dtype=dtype)
+    return _sample((batch_size, channels, *size), device, dtype)
+
+
+def _sample(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A standard normal sample from a private generator: the global RNG is not touched."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    return x.to(device=device, dtype=dtype)
 
 
 def _to_meta(x: Any) -> Any:

@@ -1,0 +1,88 @@
+"""The ``hyperinit`` command: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+__all__ = ["main"]
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_model
+
+    from hyperinit.initialize import initialize
+    from hyperinit.models import create_model
+
+    model = create_model(args.model, in_chans=args.in_chans, num_classes=args.num_classes)
+    example = None
+    if args.input_size:
+        dims = [args.input_size] * 2
+        example = torch.randn(2, args.in_chans, *dims)
+    report = initialize(
+        model,
+        args.modality,
+        checkpoint=args.checkpoint,
+        example_input=example,
+        exclude=args.exclude or None,
+        predict_head=args.predict_head,
+        device=args.device,
+        seed=args.seed,
+    )
+    print(report)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_model(model, str(out), metadata={"hyperinit_seed": str(report.seed)})
+        print(f"  saved        : {out} (load with safetensors.torch.load_model)")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperinit", description="Hypernetwork initialisation for medical imaging models."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("init", help="initialise a timm / torchvision model and save its weights")
+    p.add_argument("--model", required=True, help="timm:NAME or torchvision:NAME")
+    p.add_argument("--in-chans", type=int, default=3, help="input channels (1 for grayscale)")
+    p.add_argument("--num-classes", type=int, default=None, help="classes of the head")
+    p.add_argument("--modality", default="xray", help="xray, ct, ultrasound, dermoscopy, ...")
+    p.add_argument("--checkpoint", default=None, help="hypernetwork checkpoint directory")
+    p.add_argument("--input-size", type=int, default=None, help="example input size in px")
+    p.add_argument("--exclude", action="append", help="parameter/module name or regex to keep")
+    p.add_argument("--predict-head", action="store_true", help="also predict the head")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int, default=None, help="seed of the prediction")
+    p.add_argument("--out", default=None, help="write the weights to this .safetensors file")
+    p.add_argument("--report", default=None, help="write the report to this JSON file")
+    p.set_defaults(func=_cmd_init)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hyperinit.errors import HyperInitError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("hyperinit.initialize").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except HyperInitError as e:
+        print(f"hyperinit: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

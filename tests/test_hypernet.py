@@ -1,0 +1,186 @@
+"""HyperInitializer: GNN, decoder, normalisation, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import timm
+import torch
+import torchvision
+from hypothesis import given
+from hypothesis import strategies as st
+
+import hyperinit
+from hyperinit.hypernet.model import CONFIG_NAME, WEIGHTS_NAME
+from hyperinit.hypernet.roles import BIAS_RANGE, NORM_WEIGHT_RANGE, assign_roles
+from hyperinit.hypernet.synthesis import kron_factors, kron_noise
+
+
+@pytest.fixture(scope="module")
+def hypernet() -> hyperinit.HyperInitializer:
+    return hyperinit.load_hypernetwork("xray")[0]
+
+
+@pytest.fixture(scope="module")
+def resnet_graph() -> hyperinit.ArchGraph:
+    return hyperinit.trace(torchvision.models.resnet18())
+
+
+def test_reference_checkpoint_is_loadable_and_in_eval_mode(hypernet):
+    assert not hypernet.training
+    assert hypernet.config.s_max == 50
+    assert hypernet.config.op_types == list(hyperinit.OP_TYPES)
+    n = sum(p.numel() for p in hypernet.parameters())
+    assert 100_000 < n < 1_000_000
+
+
+def test_predictions_have_shapes_scales_and_are_deterministic(hypernet, resnet_graph):
+    with torch.no_grad():
+        a = hypernet.predict_params(resnet_graph, seed=1)
+        b = hypernet.predict_params(resnet_graph, seed=1)
+        c = hypernet.predict_params(resnet_graph, seed=2)
+    shapes = resnet_graph.param_shapes
+    assert set(a) == set(shapes)
+    roles = {r.name: r for r in assign_roles(resnet_graph)}
+    for name, t in a.items():
+        assert t.shape == shapes[name]
+        assert torch.isfinite(t).all()
+        assert torch.equal(t, b[name])
+        r = roles[name]
+        if r.role == "weight":
+            assert float(t.std()) == pytest.approx(r.target_std, rel=0.1), name
+            assert abs(float(t.mean())) < 0.05 * r.target_std + 1e-6
+            assert not torch.equal(t, c[name])
+        elif r.role == "norm_weight":
+            assert float((t - 1).abs().max()) <= NORM_WEIGHT_RANGE + 1e-6
+        else:
+            assert float(t.abs().max()) <= BIAS_RANGE + 1e-6
+    # He scaling with the ReLU gain for a conv followed by BN + ReLU
+    conv = roles["layer1.0.conv1.weight"]
+    assert conv.gain == pytest.approx(math.sqrt(2)) and conv.fan_in == 64 * 9
+
+
+def test_noise_is_independent_of_which_params_are_predicted(hypernet, resnet_graph):
+    with torch.no_grad():
+        full = hypernet.predict_params(resnet_graph, seed=3)
+        part = hypernet.predict_params(resnet_graph, seed=3, names={"layer2.0.conv1.weight"})
+    assert list(part) == ["layer2.0.conv1.weight"]
+    # same noise; the structured part may differ only through batching, not at all here
+    assert torch.allclose(part["layer2.0.conv1.weight"], full["layer2.0.conv1.weight"], atol=1e-6)
+
+
+def test_channels_are_not_copies(hypernet, resnet_graph):
+    with torch.no_grad():
+        w = hypernet.predict_params(resnet_graph, seed=0)["layer3.0.conv2.weight"]
+    flat = w.flatten(1)
+    corr = torch.corrcoef(flat)
+    off = corr - torch.eye(len(corr))
+    assert float(off.abs().max()) < 0.5  # no two filters alike: symmetry is broken
+    assert torch.linalg.matrix_rank(flat) == flat.shape[0]
+
+
+def test_predict_params_is_differentiable(resnet_graph):
+    hn = hyperinit.HyperInitializer()
+    preds = hn.predict_params(resnet_graph, seed=0)
+    loss = sum((t**2).mean() for t in preds.values())
+    loss.backward()
+    grads = {n: p.grad for n, p in hn.named_parameters()}
+    for key in ("op_embed.weight", "gnn.gru.0.weight_hh", "core_fc.weight", "mix.bias", "vec.weight"):
+        assert grads[key] is not None and float(grads[key].abs().sum()) > 0, key
+
+
+def test_gnn_uses_graph_structure(hypernet):
+    a = hyperinit.trace(torchvision.models.resnet18())
+    b = hyperinit.trace(torchvision.models.resnet34())
+    with torch.no_grad():
+        ha, hb = hypernet.encode(a), hypernet.encode(b)
+    # the stem conv sees the same neighbourhood, but deeper nodes see different graphs
+    assert not torch.allclose(ha[-2], hb[-2])
+
+
+def test_save_and_load_round_trip(tmp_path, resnet_graph):
+    hn = hyperinit.HyperInitializer(d_model=32, gnn_rounds=1)
+    hn.save_pretrained(tmp_path / "ckpt", model_card="# test card\n")
+    files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert files == ["README.md", CONFIG_NAME, WEIGHTS_NAME]
+    loaded = hyperinit.HyperInitializer.from_pretrained(tmp_path / "ckpt")
+    assert not loaded.training and loaded.config.d_model == 32
+    with torch.no_grad():
+        x = hn.eval().predict_params(resnet_graph, seed=5)
+        y = loaded.predict_params(resnet_graph, seed=5)
+    assert all(torch.equal(x[k], y[k]) for k in x)
+
+
+def test_vocabulary_is_remapped_by_name(tmp_path, resnet_graph):
+    hn = hyperinit.HyperInitializer().eval()
+    hn.save_pretrained(tmp_path / "c")
+    cfg = json.loads((tmp_path / "c" / CONFIG_NAME).read_text())
+    order = list(reversed(cfg["op_types"]))
+    perm = [cfg["op_types"].index(name) for name in order]
+    cfg["op_types"] = order
+    (tmp_path / "c" / CONFIG_NAME).write_text(json.dumps(cfg))
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(tmp_path / "c" / WEIGHTS_NAME))
+    state["op_embed.weight"] = state["op_embed.weight"][perm].contiguous()
+    save_file(state, str(tmp_path / "c" / WEIGHTS_NAME))
+    loaded = hyperinit.HyperInitializer.from_pretrained(tmp_path / "c")
+    with torch.no_grad():
+        assert torch.allclose(hn.encode(resnet_graph), loaded.encode(resnet_graph), atol=1e-6)
+
+
+def test_bad_checkpoints_raise_clear_errors(tmp_path):
+    pt = tmp_path / "model.pt"
+    torch.save({"a": torch.zeros(1)}, pt)
+    with pytest.raises(hyperinit.CheckpointError, match="pickle"):
+        hyperinit.HyperInitializer.from_pretrained(pt)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(hyperinit.CheckpointError, match="missing config.json, model.safetensors"):
+        hyperinit.HyperInitializer.from_pretrained(empty)
+    good = hyperinit.HyperInitializer().save_pretrained(tmp_path / "good")
+    (good / WEIGHTS_NAME).write_bytes((good / WEIGHTS_NAME).read_bytes()[:1000])
+    with pytest.raises(hyperinit.CheckpointError, match="truncated or corrupted"):
+        hyperinit.HyperInitializer.from_pretrained(good)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / CONFIG_NAME).write_text(json.dumps({"architectures": ["BertModel"]}))
+    (other / WEIGHTS_NAME).write_bytes(b"")
+    with pytest.raises(hyperinit.CheckpointError, match="not a hyperinit checkpoint config"):
+        hyperinit.HyperInitializer.from_pretrained(other)
+    small = hyperinit.HyperInitializer(d_model=16).save_pretrained(tmp_path / "small")
+    cfg = json.loads((small / CONFIG_NAME).read_text())
+    cfg["d_model"] = 64
+    (small / CONFIG_NAME).write_text(json.dumps(cfg))
+    with pytest.raises(hyperinit.CheckpointError, match="does not match its config.json"):
+        hyperinit.HyperInitializer.from_pretrained(small)
+
+
+@given(st.integers(1, 600), st.integers(1, 5000))
+def test_kron_factors_give_full_rank_with_few_numbers(rows, cols):
+    f = kron_factors(rows, cols)
+    if f is None:
+        return
+    r1, c1, r2, c2 = f
+    assert r1 * r2 == rows and c1 * c2 == cols
+    assert min(r1, c1) * min(r2, c2) == min(rows, cols)
+    assert 8 * (r1 * c1 + r2 * c2) <= rows * cols
+
+
+@pytest.mark.parametrize(("rows", "cols"), [(64, 576), (256, 64), (7, 11), (128, 1152)])
+def test_kron_noise_is_centred_unit_rms_and_full_rank(rows, cols):
+    n = kron_noise(rows, cols, torch.Generator().manual_seed(0))
+    assert float(n.mean()) == pytest.approx(0.0, abs=1e-5)
+    assert float(n.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-4)
+    assert torch.linalg.matrix_rank(n.double()) == min(rows, cols)
+
+
+def test_vit_embeddings_use_small_scale(hypernet):
+    g = hyperinit.trace(timm.create_model("vit_tiny_patch16_224", img_size=64))
+    roles = {r.name: r for r in assign_roles(g)}
+    assert roles["pos_embed"].role == "embedding" and roles["cls_token"].role == "embedding"
+    with torch.no_grad():
+        p = hypernet.predict_params(g, seed=0)
+    assert float(p["pos_embed"].std()) == pytest.approx(0.02, rel=0.15)
