@@ -79,5 +79,6 @@ def create_model(spec: str, *, in_chans: int = 3, num_classes: int | None = None
             kwargs["weights_backbone"] = None
         model = torchvision.models.get_model(name, **kwargs)
         return set_input_channels(model, in_chans) if in_chans != 3 else model
-    raise HyperInitError(f"unknown model source {source!r} in {spec!r}: use timm:NAME or "
-                         "torchvision:NAME")
+    raise HyperInitError(
+        f"unknown model source {source!r} in {spec!r}: use timm:NAME or torchvision:NAME"
+    )

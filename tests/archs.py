@@ -21,8 +21,14 @@ class BlockSpec:
     repeat: int
 
 
-ACTS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "hardswish": nn.Hardswish,
-        "tanh": nn.Tanh, "identity": nn.Identity}
+ACTS = {
+    "relu": nn.ReLU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "hardswish": nn.Hardswish,
+    "tanh": nn.Tanh,
+    "identity": nn.Identity,
+}
 
 
 def _norm(kind: str, c: int) -> nn.Module:

@@ -25,7 +25,6 @@ DATA = Path(os.environ.get("HYPERINIT_DATA", REPO.parent / "shared" / "data"))
 @pytest.fixture(autouse=True)
 def _quiet_untrained_warning(caplog):
     caplog.set_level(logging.ERROR, logger="hyperinit.modalities")
-    yield
 
 
 @pytest.fixture(scope="session")

@@ -177,7 +177,7 @@ def test_forward_that_fails():
 def test_wrong_number_of_channels():
     m = timm.create_model("resnet18", in_chans=1, num_classes=2)
     snap = _snapshot(m)
-    with pytest.raises(hyperinit.ExampleInputError, match="3 channels .* expects 1"):
+    with pytest.raises(hyperinit.ExampleInputError, match=r"3 channels .* expects 1"):
         hyperinit.initialize(m, example_input=torch.randn(2, 3, 32, 32))
     assert _same(m, snap)
 

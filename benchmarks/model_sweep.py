@@ -1,0 +1,236 @@
+"""Acceptance sweep: trace + initialize every torchvision classification model and >= 300 timm
+models spanning all timm families, then check coverage, finiteness and activation scale.
+
+For each model (train mode, batch statistics, a small input where the model allows it):
+  * at least 95 % of the non-head parameter elements predicted, all finite;
+  * a forward pass after initialisation is finite, and no parameterised layer pushes the
+    activation std out of [0.05, 20] x the input's (hyperinit.diagnostics.band_violations,
+    compared with PyTorch's/timm's default init of the same model on the same input).
+
+Resumable: each finished model is appended to benchmarks/results/cache/model_sweep.jsonl and
+never rerun. Writes benchmarks/results/model_sweep.{json,md,png}.
+
+    python benchmarks/model_sweep.py                 # everything (about 1-2 h on 2 cores)
+    python benchmarks/model_sweep.py --limit 20      # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import logging
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import timm
+import torch
+import torchvision
+from tqdm import tqdm
+
+import hyperinit
+from hyperinit.diagnostics import activation_stats, band_violations
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = RESULTS / "cache" / "model_sweep.jsonl"
+PER_FAMILY = 4
+MAX_PARAMS = 120e6
+TORCHVISION_224 = {"vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32", "vit_h_14", "maxvit_t"}
+
+
+def timm_selection(per_family: int = PER_FAMILY) -> list[tuple[str, str, int]]:
+    """The smallest models (by parameter count, built on the meta device) of every timm
+    module, up to ``per_family`` each and at most MAX_PARAMS parameters."""
+    chosen = []
+    for module in timm.list_modules():
+        sized = []
+        for name in timm.list_models(module=module):
+            try:
+                with torch.device("meta"):
+                    m = timm.create_model(name, num_classes=2)
+                n = sum(p.numel() for p in m.parameters())
+            except Exception:
+                n = math.inf
+            sized.append((n, name))
+        sized.sort()
+        for n, name in sized[:per_family]:
+            if n <= MAX_PARAMS:
+                chosen.append((module, name, n))
+    return chosen
+
+
+def _example(source: str, name: str, model: torch.nn.Module) -> torch.Tensor:
+    if source == "torchvision":
+        size = 224 if name in TORCHVISION_224 else 299 if name == "inception_v3" else 64
+        return torch.randn(2, 3, size, size)
+    return hyperinit.default_example_input(model).normal_()
+
+
+def check(source: str, name: str) -> dict:
+    torch.manual_seed(0)
+    row: dict = {"source": source, "name": name}
+    t0 = time.perf_counter()
+    model = hyperinit.create_model(f"{source}:{name}", num_classes=2).train()
+    row["create_s"] = time.perf_counter() - t0
+    row["params"] = sum(p.numel() for p in model.parameters())
+    x = _example(source, name, model)
+    row["input"] = list(x.shape)
+    default = activation_stats(model, x)
+    report = hyperinit.initialize(model, seed=0, example_input=x)
+    row.update(
+        coverage=report.coverage,
+        init_s=report.timings["total"],
+        timings=report.timings,
+        nodes=report.graph["nodes"],
+        traced_as=report.graph["traced_as"],
+        kept={r: sum(1 for v in report.kept.values() if v == r) for r in set(report.kept.values())},
+    )
+    row["finite_params"] = all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    head = {n.rsplit(".", 1)[0] for n, why in report.kept.items() if why == "head"}
+    ours = activation_stats(model, x, skip=head)
+    with torch.no_grad():
+        out = model(x)
+    outs = [t for t in torch.utils._pytree.tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    row["finite_forward"] = all(bool(torch.isfinite(t).all()) for t in outs)
+    row["violations"] = band_violations(ours, default)
+    row["layers"] = len(ours)
+    row["ok"] = bool(
+        row["coverage"] >= 0.95
+        and row["finite_params"]
+        and row["finite_forward"]
+        and not row["violations"]
+    )
+    if not row["ok"]:
+        reasons = []
+        if row["coverage"] < 0.95:
+            reasons.append(f"coverage {row['coverage']:.3f}")
+        if not row["finite_params"] or not row["finite_forward"]:
+            reasons.append("non-finite")
+        if row["violations"]:
+            first = next(iter(row["violations"].items()))
+            reasons.append(
+                f"{len(row['violations'])} layers out of band, e.g. {first[0]}: {first[1]}"
+            )
+        row["reason"] = "; ".join(reasons)
+    return row
+
+
+def run(limit: int | None) -> list[dict]:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if CACHE.exists():
+        for line in CACHE.read_text().splitlines():
+            r = json.loads(line)
+            done[(r["source"], r["name"])] = r
+    todo = [
+        ("torchvision", n, "torchvision")
+        for n in torchvision.models.list_models(module=torchvision.models)
+    ]
+    todo += [("timm", name, module) for module, name, _ in timm_selection()]
+    if limit:
+        todo = todo[:limit]
+    rows = []
+    for source, name, family in tqdm(todo, desc="models", unit="model"):
+        if (source, name) in done:
+            rows.append(done[(source, name)])
+            continue
+        try:
+            row = check(source, name)
+        except Exception as e:
+            row = {
+                "source": source,
+                "name": name,
+                "ok": False,
+                "reason": f"{type(e).__name__}: {str(e)[:300]}",
+                "traceback": traceback.format_exc(limit=3)[-1500:],
+            }
+        row["family"] = family
+        rows.append(row)
+        with CACHE.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        gc.collect()
+    return rows
+
+
+def summarise(rows: list[dict]) -> None:
+    tv = [r for r in rows if r["source"] == "torchvision"]
+    tm = [r for r in rows if r["source"] == "timm"]
+    summary = {
+        "torchvision": {"models": len(tv), "ok": sum(r["ok"] for r in tv)},
+        "timm": {
+            "models": len(tm),
+            "ok": sum(r["ok"] for r in tm),
+            "families": len({r["family"] for r in tm}),
+        },
+        "criteria": "coverage >= 0.95 of non-head elements, finite params and forward, no layer "
+        "pushing the activation std out of [0.05, 20] x input (band_violations)",
+        "torch": torch.__version__,
+        "timm_version": timm.__version__,
+        "torchvision_version": torchvision.__version__,
+        "rows": rows,
+    }
+    (RESULTS / "model_sweep.json").write_text(json.dumps(summary, indent=1) + "\n")
+    lines = [
+        "# Model sweep: trace + initialize",
+        "",
+        "Command: `python benchmarks/model_sweep.py` (train mode, seed 0, 1 CPU thread; torch "
+        f"{torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}).",
+        "",
+        f"Criteria: {summary['criteria']}.",
+        "",
+        "| suite | models | pass | rate |",
+        "|---|---|---|---|",
+    ]
+    for key, part in (("torchvision classification", tv), ("timm (all families)", tm)):
+        ok = sum(r["ok"] for r in part)
+        rate = 100 * ok / max(len(part), 1)
+        lines.append(f"| {key} | {len(part)} | {ok} | {rate:.1f} % |")
+    lines += ["", "## Failures", "", "| model | reason |", "|---|---|"]
+    for r in rows:
+        if not r["ok"]:
+            lines.append(f"| {r['source']}:{r['name']} | {r.get('reason', '')} |")
+    cov = [r["coverage"] for r in rows if "coverage" in r]
+    if cov:
+        lines += ["", f"Median coverage {sorted(cov)[len(cov) // 2]:.4f}; minimum {min(cov):.4f}."]
+    (RESULTS / "model_sweep.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for ok, colour, label in ((True, "tab:blue", "pass"), (False, "tab:red", "fail")):
+            pts = [(r["params"], r["init_s"]) for r in rows if r.get("ok") == ok and "init_s" in r]
+            if pts:
+                ax.scatter(*zip(*pts), s=12, c=colour, label=label, alpha=0.7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("initialize() seconds (trace + predict + assign, 1 thread)")
+        ax.set_title("hyperinit.initialize over torchvision + timm")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(RESULTS / "model_sweep.png", dpi=120)
+    except ImportError:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.ERROR)
+    rows = run(args.limit)
+    summarise(rows)
+    print((RESULTS / "model_sweep.md").read_text())
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
