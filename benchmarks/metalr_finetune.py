@@ -196,6 +196,8 @@ def run_cell(ds: dict, method: str, seed: int, backbone: dict, args: argparse.Na
     )
     xtr, ytr, _ = ds["split"]["train"]
     xva, yva, _ = ds["split"]["val"]
+    if method == "constant_trainval":  # control: the baseline also trains on MetaLR's val split
+        xtr, ytr = torch.cat([xtr, xva]), torch.cat([ytr, yva])
     gen = torch.Generator().manual_seed(seed)
     vgen = torch.Generator().manual_seed(seed + 1000)
     opt: torch.optim.Optimizer = base
@@ -356,7 +358,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["ultrasound_busi", "chest_xray_kermany"])
     ap.add_argument(
-        "--methods", nargs="+", default=["constant", "layerwise", "bidirectional", "metalr"]
+        "--methods",
+        nargs="+",
+        default=["constant", "layerwise", "bidirectional", "metalr"],
+        help="also: constant_trainval (constant rate trained on train + val)",
     )
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--size", type=int, default=64)
