@@ -214,6 +214,7 @@ def main() -> None:
                     alpha=0.8,
                     label=init if r["seed"] == args.seeds[0] else None,
                 )
+    ax.set_xticks(range(1, args.epochs + 1))
     ax.set_xlabel("epoch")
     ax.set_ylabel("mean training loss")
     ax.set_title("ResNet-18, 10 % of chest X-ray train, 3 seeds")

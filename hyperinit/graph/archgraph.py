@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -69,10 +68,6 @@ class ArchGraph:
         """Node op types as indices into :data:`hyperinit.graph.ops.OP_TYPES`."""
         return torch.tensor([OP_INDEX[n.op] for n in self.nodes], dtype=torch.long)
 
-    def params_of(self, node: int) -> list[str]:
-        """Names of the parameters bound to a node."""
-        return self.nodes[node].params
-
     # -- shortest paths ------------------------------------------------------------------------
     @cached_property
     def distances(self) -> np.ndarray:
@@ -98,15 +93,6 @@ class ArchGraph:
         d = torch.from_numpy(self.distances.astype(np.float32))
         mask = (d > 1) & (d <= self.s_max)
         return torch.where(mask, 1.0 / d.clamp(min=1), torch.zeros(()))
-
-    def adjacency(self) -> torch.Tensor:
-        """Dense ``(N, N)`` 0/1 matrix with ``A[v, u] = 1`` for each edge u -> v."""
-        n = len(self.nodes)
-        a = torch.zeros(n, n)
-        e = self.edges
-        if e.numel():
-            a[e[1], e[0]] = 1.0
-        return a
 
     # -- structure queries ------------------------------------------------------------------
     def output_layers(self) -> list[int]:
@@ -176,14 +162,6 @@ class ArchGraph:
         for n in self.nodes:
             counts[n.op] = counts.get(n.op, 0) + 1
         return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
-
-    def nodes_of_module(self, prefixes: Sequence[str]) -> list[int]:
-        """Nodes whose module path equals or lies under one of ``prefixes``."""
-        out = []
-        for n in self.nodes:
-            if any(n.module == p or n.module.startswith(p + ".") for p in prefixes):
-                out.append(n.index)
-        return out
 
 
 _HEAVY = frozenset({"conv", "linear", "attention"})
