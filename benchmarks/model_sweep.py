@@ -1,7 +1,8 @@
 """Acceptance sweep: trace + initialize every torchvision classification model and >= 300 timm
 models spanning all timm families, then check coverage, finiteness and activation scale.
 
-For each model (train mode, batch statistics, a small input where the model allows it):
+For each model (train mode, batch statistics, four real chest X-rays from ../shared/data at a
+small size where the model allows it):
   * at least 95 % of the non-head parameter elements predicted, all finite;
   * a forward pass after initialisation is finite, and no parameterised layer pushes the
     activation std out of [0.05, 20] x the input's (hyperinit.diagnostics.band_violations,
@@ -21,6 +22,7 @@ import gc
 import json
 import logging
 import math
+import os
 import sys
 import time
 import traceback
@@ -35,6 +37,9 @@ import hyperinit
 from hyperinit.diagnostics import activation_stats, band_violations
 
 RESULTS = Path(__file__).resolve().parent / "results"
+DATA = Path(
+    os.environ.get("HYPERINIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 CACHE = RESULTS / "cache" / "model_sweep.jsonl"
 PER_FAMILY = 4
 MAX_PARAMS = 120e6
@@ -62,11 +67,36 @@ def timm_selection(per_family: int = PER_FAMILY) -> list[tuple[str, str, int]]:
     return chosen
 
 
+_IMAGES: dict[tuple[int, ...], torch.Tensor] = {}
+
+
+def real_images(shape: tuple[int, ...], n: int = 4) -> torch.Tensor:
+    """``n`` real chest X-rays (2 normal, 2 pneumonia) resized to ``shape`` = (C, H, W),
+    grayscale repeated over the channels, standardised to mean 0 and std 1."""
+    if shape not in _IMAGES:
+        from PIL import Image
+
+        c, h, w = shape
+        root = DATA / "chest_xray_kermany" / "train"
+        files = sorted((root / "NORMAL").glob("*.jpeg"))[: n // 2]
+        files += sorted((root / "PNEUMONIA").glob("*.jpeg"))[: n - n // 2]
+        imgs = [
+            torch.tensor(
+                list(Image.open(f).convert("L").resize((w, h)).getdata()), dtype=torch.float32
+            ).view(1, h, w)
+            for f in files
+        ]
+        x = torch.stack(imgs).repeat(1, c, 1, 1)
+        _IMAGES[shape] = (x - x.mean()) / x.std()
+    return _IMAGES[shape].clone()
+
+
 def _example(source: str, name: str, model: torch.nn.Module) -> torch.Tensor:
     if source == "torchvision":
         size = 224 if name in TORCHVISION_224 else 299 if name == "inception_v3" else 64
-        return torch.randn(2, 3, size, size)
-    return hyperinit.default_example_input(model).normal_()
+        return real_images((3, size, size))
+    shape = tuple(hyperinit.default_example_input(model).shape[1:])
+    return real_images(shape) if len(shape) == 3 else torch.randn(4, *shape)
 
 
 def check(source: str, name: str) -> dict:
@@ -176,7 +206,8 @@ def summarise(rows: list[dict]) -> None:
     lines = [
         "# Model sweep: trace + initialize",
         "",
-        "Command: `python benchmarks/model_sweep.py` (train mode, seed 0, 1 CPU thread; torch "
+        "Command: `python benchmarks/model_sweep.py` (train mode, seed 0, 4 real chest X-rays "
+        "as input, 1 CPU thread; torch "
         f"{torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}).",
         "",
         f"Criteria: {summary['criteria']}.",

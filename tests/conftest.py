@@ -35,15 +35,28 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def cxr_batch(data_dir: Path) -> torch.Tensor:
-    """Eight real chest X-rays (4 normal, 4 pneumonia), grayscale, 64 px, standardised."""
+def xray_images(data_dir: Path):
+    """``make(channels, size, n)``: n real chest X-rays (half normal, half pneumonia), grayscale
+    repeated over the channels, resized, standardised to mean 0 and std 1."""
     from PIL import Image
 
-    files = sorted((data_dir / "chest_xray_kermany" / "train" / "NORMAL").glob("*.jpeg"))[:4]
-    files += sorted((data_dir / "chest_xray_kermany" / "train" / "PNEUMONIA").glob("*.jpeg"))[:4]
-    imgs = []
-    for f in files:
-        img = Image.open(f).convert("L").resize((64, 64))
-        imgs.append(torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(1, 64, 64))
-    x = torch.stack(imgs).float() / 255.0
-    return (x - x.mean()) / x.std()
+    root = data_dir / "chest_xray_kermany" / "train"
+
+    def make(channels: int = 1, size: int = 64, n: int = 8) -> torch.Tensor:
+        files = sorted((root / "NORMAL").glob("*.jpeg"))[: n // 2]
+        files += sorted((root / "PNEUMONIA").glob("*.jpeg"))[: n - n // 2]
+        imgs = []
+        for f in files:
+            img = Image.open(f).convert("L").resize((size, size))
+            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            imgs.append(data.view(1, size, size))
+        x = torch.stack(imgs).float().repeat(1, channels, 1, 1)
+        return (x - x.mean()) / x.std()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def cxr_batch(xray_images) -> torch.Tensor:
+    """Eight real chest X-rays (4 normal, 4 pneumonia), grayscale, 64 px, standardised."""
+    return xray_images(1, 64, 8)

@@ -29,7 +29,7 @@ tags: [hypernetwork, initialization, medical-imaging]
   s_max=50, rank-16 channel codes, 7x7 kernel core), initialised from seed 0, **never trained**.
 - **Data**: none. **Objective**: none. **Training budget**: 0 steps.
 - **What its predictions are**: zero-mean weights with standard deviation gain/sqrt(fan_in)
-  (gain sqrt(2) before ReLU-like activations), 10 % of their variance in a low-rank structured
+  (the variance-preserving gain of the next activation), 10 % of their variance in a structured
   part and 90 % in seeded full-rank noise; normalisation weights in [0.9, 1.1]; biases within
   +-0.02; embeddings with standard deviation 0.02.
 - **Use**: the fallback for every modality until trained modality checkpoints ship. Measured

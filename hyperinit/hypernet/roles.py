@@ -2,9 +2,10 @@
 
 The hypernetwork's raw output is normalised per parameter (see DESIGN.md): weights of
 convolutions, linear layers and attention projections get zero mean and standard deviation
-``gain / sqrt(fan_in)`` (He/Kaiming scaling, with the gain of the activation that follows);
-normalisation weights stay near 1 and biases near 0; learned embeddings (position encodings,
-class tokens, relative-position tables) get the small scale ViTs are trained from (0.02).
+``gain / sqrt(fan_in)`` (He/Kaiming scaling, with the variance-preserving gain of the activation
+that follows, see ``ACTIVATION_GAIN``); normalisation weights stay near 1 and biases near 0;
+learned embeddings (position encodings, class tokens, relative-position tables) get the small
+scale ViTs are trained from (0.02).
 Vector-like scales with no clear role (layer scale, PReLU slopes, NFNet gains) keep their default
 initialisation and are reported as such.
 """
@@ -30,9 +31,22 @@ EMBEDDING_STD = 0.02
 NORM_WEIGHT_RANGE = 0.1
 BIAS_RANGE = 0.02
 
-_RELU_LIKE = frozenset(
-    {"relu", "relu6", "leaky_relu", "prelu", "gelu", "silu", "mish", "hardswish", "elu", "softplus"}
-)
+#: Variance-preserving gains 1 / sqrt(E[act(z)^2]) for z ~ N(0, 1) (Kaiming's derivation,
+#: evaluated by quadrature; ReLU gives the familiar sqrt(2), tanh 1.59 close to torch's 5/3).
+#: Sigmoid-like gates, softmax and unknown activations keep gain 1.
+ACTIVATION_GAIN = {
+    "relu": 1.4142,
+    "relu6": 1.4142,
+    "leaky_relu": 1.4141,
+    "prelu": 1.3720,
+    "gelu": 1.5335,
+    "silu": 1.6765,
+    "mish": 1.4868,
+    "hardswish": 1.7367,
+    "elu": 1.2452,
+    "softplus": 1.0419,
+    "tanh": 1.5925,
+}
 _SKIP_FOR_GAIN = frozenset(
     {
         "batch_norm",
@@ -102,17 +116,15 @@ def _role(param: str, shape: tuple[int, ...], family: str) -> str:
 
 
 def _gain(graph: ArchGraph, node: int, successors: list[list[int]]) -> float:
-    """sqrt(2) if the first activation downstream (within a few hops, looking through norms,
-    pooling and padding) is ReLU-like, else 1."""
+    """The gain of the first activation downstream (within a few hops, looking through norms,
+    pooling and padding), else 1."""
     frontier = successors[node]
     for _ in range(3):
         nxt: list[int] = []
         for v in frontier:
             op = graph.nodes[v].op
-            if op in _RELU_LIKE:
-                return math.sqrt(2.0)
             if op in ACTIVATIONS:
-                return 1.0
+                return ACTIVATION_GAIN.get(op, 1.0)
             if op in _SKIP_FOR_GAIN:
                 nxt.extend(successors[v])
         frontier = nxt
