@@ -172,7 +172,8 @@ def initialize(
 
     head = set() if predict_head else head_parameters(model, graph)
     excluded = excluded_parameters(all_params, exclude)
-    roles = {r.name: r.role for r in assign_roles(graph)}
+    param_roles = assign_roles(graph)
+    roles = {r.name: r.role for r in param_roles}
     kept: dict[str, str] = {}
     wanted: set[str] = set()
     for name in all_params:
@@ -188,7 +189,7 @@ def initialize(
             wanted.add(name)
 
     with torch.no_grad():
-        preds = hypernet.predict_params(graph, names=wanted, seed=seed)
+        preds = hypernet.predict_params(graph, names=wanted, seed=seed, roles=param_roles)
         _check_finite(preds)
     t_predict = time.perf_counter()
     _assign(model, preds)
@@ -200,7 +201,7 @@ def initialize(
         checkpoint=source,
         seed=seed,
         device=str(device),
-        predicted=sorted(preds, key=list(all_params).index),
+        predicted=[n for n in all_params if n in preds],
         kept=kept,
         predicted_elements=sum(t.numel() for t in preds.values()),
         total_elements=sum(p.numel() for p in all_params.values()),

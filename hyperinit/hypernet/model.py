@@ -201,6 +201,7 @@ class HyperInitializer(nn.Module):
         *,
         names: set[str] | None = None,
         seed: int = 0,
+        roles: list[ParamRole] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Predict every parameter of ``graph`` that has a predicted role.
 
@@ -208,6 +209,7 @@ class HyperInitializer(nn.Module):
             graph: a traced network.
             names: restrict prediction to these parameter names.
             seed: seeds the symmetry-breaking noise; equal seeds give equal tensors.
+            roles: ``assign_roles(graph)`` if the caller has it already.
 
         Returns:
             ``{name: float32 tensor of the parameter's shape}`` on this module's device.
@@ -215,7 +217,7 @@ class HyperInitializer(nn.Module):
         """
         roles = [
             p
-            for p in assign_roles(graph)
+            for p in (assign_roles(graph) if roles is None else roles)
             if p.role in PREDICTED_ROLES and (names is None or p.name in names)
         ]
         if not roles:
