@@ -246,3 +246,54 @@ def test_property_random_architectures_initialize(specs):
     hyperinit.initialize(m, seed=3, example_input=x)
     assert _same(m, s1)
     assert torch.isfinite(m(x)).all()
+
+
+class UNet(nn.Module):
+    """A U-Net with a timm encoder (features_only: a list of maps), transposed convolutions and
+    skip concatenations."""
+
+    def __init__(self, in_chans: int = 1, classes: int = 1):
+        super().__init__()
+        self.encoder = timm.create_model("resnet18", features_only=True, in_chans=in_chans)
+        chans = self.encoder.feature_info.channels()  # [64, 64, 128, 256, 512]
+        self.ups = nn.ModuleList()
+        self.convs = nn.ModuleList()
+        c = chans[-1]
+        for skip in reversed(chans[:-1]):
+            self.ups.append(nn.ConvTranspose2d(c, skip, 2, stride=2))
+            self.convs.append(
+                nn.Sequential(
+                    nn.Conv2d(2 * skip, skip, 3, padding=1), nn.BatchNorm2d(skip), nn.ReLU()
+                )
+            )
+            c = skip
+        self.out = nn.Conv2d(c, classes, 1)
+
+    def forward(self, x):
+        feats = self.encoder(x)
+        y = feats[-1]
+        for up, conv, skip in zip(self.ups, self.convs, reversed(feats[:-1])):
+            y = up(y)
+            if y.shape[-2:] != skip.shape[-2:]:
+                y = nn.functional.interpolate(y, size=skip.shape[-2:])
+            y = conv(torch.cat([y, skip], dim=1))
+        return nn.functional.interpolate(self.out(y), size=x.shape[-2:], mode="bilinear")
+
+
+def test_unet_encoder_only_as_in_the_seed(xray_images):
+    model = UNet().train()
+    x = xray_images(1, 64, 4)
+    g = hyperinit.trace(model, x)
+    assert g.unbound == []
+    assert g.op_counts()["conv_transpose"] == 4
+    report = hyperinit.initialize(model, "xray", exclude=["ups", "convs"], seed=0, example_input=x)
+    assert report.kept["out.weight"] == "head"
+    assert report.kept["ups.0.weight"] == "excluded"
+    assert all(n in report.predicted for n, _ in model.encoder.named_parameters(prefix="encoder"))
+    out = model(x)
+    assert out.shape == (4, 1, 64, 64)
+    assert torch.isfinite(out).all()
+    # predicting the decoder too also keeps the signal in band
+    full = UNet().train()
+    hyperinit.initialize(full, "xray", seed=0, example_input=x)
+    assert not band_violations(activation_stats(full, x, skip={"out"}))
