@@ -30,6 +30,22 @@ __all__ = [
 
 VOCAB_VERSION = 1
 
+_ACTIVATION_TYPES = (
+    "relu",
+    "relu6",
+    "leaky_relu",
+    "prelu",
+    "gelu",
+    "silu",
+    "mish",
+    "sigmoid",
+    "hardsigmoid",
+    "hardswish",
+    "tanh",
+    "elu",
+    "softplus",
+)
+
 #: Node types, in embedding-table order. Append only (checkpoints remap by name anyway).
 OP_TYPES: tuple[str, ...] = (
     "input",
@@ -65,19 +81,7 @@ OP_TYPES: tuple[str, ...] = (
     "instance_norm",
     "rms_norm",
     # activations
-    "relu",
-    "relu6",
-    "leaky_relu",
-    "prelu",
-    "gelu",
-    "silu",
-    "mish",
-    "sigmoid",
-    "hardsigmoid",
-    "hardswish",
-    "tanh",
-    "elu",
-    "softplus",
+    *_ACTIVATION_TYPES,
     # pooling and resampling
     "max_pool",
     "avg_pool",
@@ -99,23 +103,7 @@ OP_TYPES: tuple[str, ...] = (
 
 OP_INDEX: Mapping[str, int] = {name: i for i, name in enumerate(OP_TYPES)}
 
-ACTIVATIONS = frozenset(
-    {
-        "relu",
-        "relu6",
-        "leaky_relu",
-        "prelu",
-        "gelu",
-        "silu",
-        "mish",
-        "sigmoid",
-        "hardsigmoid",
-        "hardswish",
-        "tanh",
-        "elu",
-        "softplus",
-    }
-)
+ACTIVATIONS = frozenset(_ACTIVATION_TYPES)
 
 #: Calls that pass data through unchanged in the graph's eyes (no node is made).
 TRANSPARENT = frozenset(

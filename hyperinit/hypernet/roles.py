@@ -47,19 +47,8 @@ ACTIVATION_GAIN = {
     "softplus": 1.0419,
     "tanh": 1.5925,
 }
-_SKIP_FOR_GAIN = frozenset(
-    {
-        "batch_norm",
-        "layer_norm",
-        "group_norm",
-        "instance_norm",
-        "rms_norm",
-        "max_pool",
-        "avg_pool",
-        "pad",
-        "interpolate",
-    }
-)
+#: Ops looked through when searching for the activation that follows a layer (besides norms).
+_SKIP_FOR_GAIN = frozenset({"max_pool", "avg_pool", "pad", "interpolate"})
 
 
 @dataclass(frozen=True)
@@ -125,7 +114,7 @@ def _gain(graph: ArchGraph, node: int, successors: list[list[int]]) -> float:
             op = graph.nodes[v].op
             if op in ACTIVATIONS:
                 return ACTIVATION_GAIN.get(op, 1.0)
-            if op in _SKIP_FOR_GAIN:
+            if op in _SKIP_FOR_GAIN or op_family(op) == "norm":
                 nxt.extend(successors[v])
         frontier = nxt
     return 1.0
