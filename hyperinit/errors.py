@@ -7,7 +7,9 @@ says what went wrong and what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "CheckpointDownloadError",
     "CheckpointError",
+    "CheckpointIntegrityError",
     "ExampleInputError",
     "HyperInitError",
     "MetaLRConfigError",
@@ -56,3 +58,11 @@ class ParamGroupingError(MetaLRConfigError):
 
 class MetaLRStateError(HyperInitError, ValueError):
     """A MetaLROptimizer state dict is missing keys or does not fit this optimizer."""
+
+
+class CheckpointDownloadError(CheckpointError):
+    """A checkpoint could not be fetched from the Hub (offline, network failure, 404, 5xx)."""
+
+
+class CheckpointIntegrityError(CheckpointError):
+    """A checkpoint file's sha256 does not match the expected one (corrupted or truncated)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -16,6 +17,13 @@ from torch import nn
 from hyperinit.errors import CheckpointError, HyperInitError, NoParametersError
 from hyperinit.graph.archgraph import ArchGraph
 from hyperinit.graph.trace import trace
+from hyperinit.hub import (
+    default_cache_dir,
+    fetch_repo_files,
+    is_offline,
+    looks_like_repo_id,
+    resolve_checkpoint,
+)
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
 from hyperinit.modalities import get_modality
@@ -29,28 +37,67 @@ log = logging.getLogger(__name__)
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str, device: str) -> HyperInitializer:
-    return HyperInitializer.from_pretrained(path, device=device)
+    return HyperInitializer._from_directory(path, device=device)
+
+
+@lru_cache(maxsize=32)
+def _resolve_cached(
+    modality: str,
+    revision: str | None,
+    cache_dir: str,
+    local_files_only: bool,
+    endpoint: str | None,
+) -> tuple[Path, str]:
+    """Resolve a modality once per process and setting: a dead network costs one timeout."""
+    del endpoint  # part of the key only
+    return resolve_checkpoint(
+        modality, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
+    )
 
 
 def load_hypernetwork(
     modality: str = "xray",
     checkpoint: str | Path | HyperInitializer | None = None,
     device: torch.device | str = "cpu",
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool | None = None,
 ) -> tuple[HyperInitializer, str]:
-    """The hypernetwork for a modality (or an explicit checkpoint) and a description of it."""
+    """The hypernetwork for a modality (or an explicit checkpoint) and a description of it.
+
+    ``checkpoint`` may be a :class:`HyperInitializer`, a local directory (always wins) or a Hub
+    repo id. A modality resolves through the Hub cache, then the Hub, then the copy embedded in
+    the package (see :mod:`hyperinit.hub`); offline or without network it still loads.
+    """
     if isinstance(checkpoint, HyperInitializer):
         return checkpoint, "HyperInitializer instance"
     if checkpoint is not None:
-        path = Path(checkpoint).expanduser().resolve()
+        path = Path(checkpoint).expanduser()
+        if not path.exists() and looks_like_repo_id(str(checkpoint)):
+            folder = fetch_repo_files(
+                str(checkpoint),
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+            )
+            return _load_cached(str(folder), str(device)), f"hub:{checkpoint}@{revision or 'main'}"
+        path = path.resolve()
         if not path.exists():
             raise CheckpointError(
                 f"checkpoint {checkpoint} does not exist. Pass a directory written by "
-                "HyperInitializer.save_pretrained(), or omit checkpoint= to use the modality's."
+                "HyperInitializer.save_pretrained() or a Hub repo id (owner/name), or omit "
+                "checkpoint= to use the modality's."
             )
         return _load_cached(str(path), str(device)), str(path)
     entry = get_modality(modality)
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    offline = is_offline() if local_files_only is None else bool(local_files_only)
+    folder, source = _resolve_cached(
+        entry.name, revision, str(cache), offline, os.environ.get("HF_ENDPOINT")
+    )
     kind = "trained" if entry.trained else "untrained reference"
-    return _load_cached(str(entry.path), str(device)), f"embedded:{entry.embedded} ({kind})"
+    return _load_cached(str(folder), str(device)), f"{source} ({kind})"
 
 
 def _model_device(model: nn.Module) -> torch.device:

@@ -1,21 +1,31 @@
 """The modality registry: names, aliases and the checkpoint each one loads.
 
-Trained modality checkpoints come with the training work; until they ship, every modality
-resolves to the embedded *reference* hypernetwork, an untrained network whose predictions are
-well-scaled (fan-in normalised, symmetry-broken) weights, and a warning says so once.
+Each entry is a ``pretrained_cfg`` in timm's sense: where the checkpoint lives on the Hugging Face
+Hub (repo id + revision), the sha256 of its files, the copy embedded in the wheel, what it was
+trained on and when. Trained modality checkpoints come with the training work; until they ship,
+every entry's files are the embedded *reference* hypernetwork, an untrained network whose
+predictions are well-scaled (fan-in normalised, symmetry-broken) weights, and a warning says so
+once per modality.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from hyperinit.errors import UnknownModalityError
 
-__all__ = ["MODALITIES", "ModalityCheckpoint", "get_modality", "resolve_modality"]
+__all__ = [
+    "MODALITIES",
+    "ModalityCheckpoint",
+    "get_modality",
+    "list_modalities",
+    "resolve_modality",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,28 +50,103 @@ _ALIASES = {
     "all": "mixed",
 }
 
+#: sha256 of the files of the untrained reference checkpoint (hyperinit/checkpoints/reference).
+_REFERENCE_SHA256 = {
+    "config.json": "f170614b6aa2262db35607e3cc3796687068c0aac690646dfea888079c91aadf",
+    "model.safetensors": "82c9868ab6e18b5ea403f9ece6e02774297f9614d5f1f981f3b309f0a6b2c00c",
+}
+_REFERENCE_DATE = "2026-11-22"
+
+#: The data each modality's checkpoint is (to be) trained on, and whose images give the
+#: reference coordinates of ``modality="auto"`` (see hyperinit.modality).
+_TRAINING_DATA = {
+    "xray": "chest X-ray: Kermany et al. 2018 paediatric CXR, train split (5,216 images)",
+    "ct": "chest CT slices: UCSD-AI4H COVID-CT, 80 % seeded split (746 images in all)",
+    "ultrasound": "breast ultrasound: BUSI, Al-Dhabyani et al. 2020, 80 % seeded split",
+    "dermoscopy": "dermoscopy: DermaMNIST (HAM10000), official train split (7,007 images)",
+    "fundus": "retinal fundus: DRIVE, Staal et al. 2004, official training split (20 images)",
+    "mixed": "the five datasets above together",
+}
+
 
 @dataclass(frozen=True)
 class ModalityCheckpoint:
-    """Where a modality's hypernetwork comes from."""
+    """Where a modality's hypernetwork comes from (a timm-style ``pretrained_cfg``).
+
+    Attributes:
+        name: canonical modality name.
+        repo_id, revision: the Hugging Face Hub repository and the revision pinned by this
+            version of hyperinit.
+        sha256: ``{filename: sha256}`` of the checkpoint files; checked on every load.
+        embedded: folder under ``hyperinit/checkpoints`` with the copy shipped in the wheel.
+        trained: False while the files are the untrained reference hypernetwork.
+        training_data: a one-line summary of the data the checkpoint was trained on.
+        date: when the pinned files were produced.
+    """
 
     name: str
-    embedded: str
-    trained: bool
+    repo_id: str
+    revision: str
+    sha256: dict[str, str] = field(default_factory=dict)
+    embedded: str | None = "reference"
+    trained: bool = False
+    training_data: str = ""
+    date: str = ""
 
     @property
     def path(self) -> Path:
+        """The embedded copy's directory (raises if the entry has none)."""
+        if self.embedded is None:
+            raise FileNotFoundError(f"modality {self.name!r} has no embedded checkpoint")
         return Path(str(resources.files("hyperinit") / "checkpoints" / self.embedded))
 
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(self.sha256)
 
-_REGISTRY = {name: ModalityCheckpoint(name, "reference", trained=False) for name in MODALITIES}
+    @property
+    def reference_coords(self) -> dict[str, list[list[float]]]:
+        """``{init: [[x, y], ...]}``: the modality's cmv coordinates (for modality="auto")."""
+        from hyperinit._modality_coords import COORDS
+
+        return COORDS.get("coords", {}).get(self.name, {})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["trained"] = self.trained
+        return d
+
+
+def _entry(name: str) -> ModalityCheckpoint:
+    return ModalityCheckpoint(
+        name=name,
+        repo_id=f"hyperinit/hyperinit-{name}",
+        revision="main",
+        sha256=dict(_REFERENCE_SHA256),
+        embedded="reference",
+        trained=False,
+        training_data=f"none yet (untrained reference); planned: {_TRAINING_DATA[name]}",
+        date=_REFERENCE_DATE,
+    )
+
+
+_REGISTRY: dict[str, ModalityCheckpoint] = {name: _entry(name) for name in MODALITIES}
 _warned: set[str] = set()
+
+
+def _normalise(name: str) -> str:
+    key = str(name).strip().lower().replace(" ", "_")
+    return _ALIASES.get(key, key)
+
+
+def is_modality(name: object) -> bool:
+    """Whether ``name`` is a registered modality name or alias (no error, no warning)."""
+    return isinstance(name, str) and _normalise(name) in _REGISTRY
 
 
 def resolve_modality(name: str) -> str:
     """The canonical modality name for ``name`` or an alias; raises with suggestions."""
-    key = str(name).strip().lower().replace(" ", "_")
-    key = _ALIASES.get(key, key)
+    key = _normalise(name)
     if key in _REGISTRY:
         return key
     choices = sorted(set(MODALITIES) | set(_ALIASES))
@@ -69,13 +154,12 @@ def resolve_modality(name: str) -> str:
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise UnknownModalityError(
         f"unknown modality {name!r}.{hint} Valid names: {', '.join(MODALITIES)} "
-        f"(aliases: {', '.join(sorted(_ALIASES))})."
+        f"(aliases: {', '.join(sorted(_ALIASES))}), or 'auto' with sample=... ."
     )
 
 
-def get_modality(name: str) -> ModalityCheckpoint:
-    """The registry entry of a modality (name or alias)."""
-    entry = _REGISTRY[resolve_modality(name)]
+def warn_untrained(entry: ModalityCheckpoint) -> None:
+    """Log, once per modality, that its checkpoint is the untrained reference."""
     if not entry.trained and entry.name not in _warned:
         _warned.add(entry.name)
         log.warning(
@@ -84,4 +168,15 @@ def get_modality(name: str) -> ModalityCheckpoint:
             "learned medical features).",
             entry.name,
         )
+
+
+def get_modality(name: str) -> ModalityCheckpoint:
+    """The registry entry of a modality (name or alias)."""
+    entry = _REGISTRY[resolve_modality(name)]
+    warn_untrained(entry)
     return entry
+
+
+def list_modalities() -> list[ModalityCheckpoint]:
+    """Every registry entry, in the order of :data:`MODALITIES` (no warnings)."""
+    return [_REGISTRY[name] for name in MODALITIES]

@@ -1,0 +1,3 @@
+"""Reference cmv coordinates of each modality; placeholder until the generator runs."""
+
+COORDS: dict = {}
