@@ -8,7 +8,9 @@
 from __future__ import annotations
 
 from hyperinit.errors import (
+    CheckpointDownloadError,
     CheckpointError,
+    CheckpointIntegrityError,
     ExampleInputError,
     HyperInitError,
     NoParametersError,
@@ -16,6 +18,7 @@ from hyperinit.errors import (
     UnknownModalityError,
 )
 from hyperinit.graph import OP_TYPES, ArchGraph, default_example_input, trace
+from hyperinit.hub import list_checkpoints
 from hyperinit.hypernet import HyperInitConfig, HyperInitializer
 from hyperinit.initialize import initialize, load_hypernetwork
 from hyperinit.modalities import MODALITIES, resolve_modality
@@ -28,7 +31,9 @@ __all__ = [
     "MODALITIES",
     "OP_TYPES",
     "ArchGraph",
+    "CheckpointDownloadError",
     "CheckpointError",
+    "CheckpointIntegrityError",
     "ExampleInputError",
     "HyperInitConfig",
     "HyperInitError",
@@ -41,6 +46,7 @@ __all__ = [
     "create_model",
     "default_example_input",
     "initialize",
+    "list_checkpoints",
     "load_hypernetwork",
     "resolve_modality",
     "set_input_channels",
