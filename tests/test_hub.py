@@ -3,6 +3,7 @@ fake Hub on 127.0.0.1 (tests/fakehub.py) reached through HF_ENDPOINT."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -222,3 +223,28 @@ def test_push_to_hub_uploads_card_config_and_weights(tmp_path, monkeypatch):
     assert b"library_name: hyperinit" in calls["files"]["README.md"]
     for name in calls["files"]:
         assert not name.endswith((".pt", ".pth", ".bin", ".pkl"))
+
+
+def test_cli_download_and_list(fake_hub, capsys, monkeypatch):
+    from hyperinit.cli import main
+
+    for name in hyperinit.MODALITIES:
+        fake_hub.add_folder(f"hyperinit/hyperinit-{name}", "main", REFERENCE)
+    assert main(["list"]) == 0
+    assert "remote" in capsys.readouterr().out
+    assert main(["download", "--modality", "cxr"]) == 0
+    assert "xray" in capsys.readouterr().out
+    assert main(["download", "--all"]) == 0
+    assert capsys.readouterr().out.count("verified in") == len(hyperinit.MODALITIES)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["source"] for r in rows} == {"cached"}
+
+
+def test_cli_download_reports_errors(fake_hub, capsys):
+    from hyperinit.cli import main
+
+    fake_hub.modes["model.safetensors"] = "500"
+    assert main(["download", "--modality", "xray"]) == 2
+    assert "model.safetensors" in capsys.readouterr().err
