@@ -22,6 +22,7 @@ from hyperinit.hub import list_checkpoints
 from hyperinit.hypernet import HyperInitConfig, HyperInitializer
 from hyperinit.initialize import initialize, load_hypernetwork
 from hyperinit.modalities import MODALITIES, resolve_modality
+from hyperinit.modality import modality_distance
 from hyperinit.models import create_model, set_input_channels
 from hyperinit.report import InitReport
 
@@ -48,6 +49,7 @@ __all__ = [
     "initialize",
     "list_checkpoints",
     "load_hypernetwork",
+    "modality_distance",
     "resolve_modality",
     "set_input_channels",
     "trace",

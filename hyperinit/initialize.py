@@ -182,13 +182,16 @@ def initialize(
     predict_head: bool = False,
     device: torch.device | str | None = None,
     seed: int | None = None,
+    sample: Any = None,
 ) -> InitReport:
     """Predict initial weights for ``model`` with the modality's hypernetwork, in place.
 
     Args:
         model: any ``nn.Module`` that runs a forward pass (timm, torchvision, your own).
         modality: ``xray``, ``ct``, ``ultrasound``, ``dermoscopy``, ``fundus``, ``mixed`` or an
-            alias (``cxr``, ``us``, ``derm``...).
+            alias (``cxr``, ``us``, ``derm``...), or ``auto``: the modality whose reference
+            images are closest to ``sample`` (convolution-based modality distance, see
+            :func:`hyperinit.modality_distance`); the report lists the distances.
         checkpoint: a checkpoint directory or a :class:`HyperInitializer`; overrides modality.
         example_input: what to run the forward pass on (see :func:`hyperinit.trace`).
         exclude: parameter names, module names or regular expressions to leave untouched.
@@ -196,6 +199,8 @@ def initialize(
         device: where the hypernetwork runs; defaults to the model's device.
         seed: seeds the prediction; by default drawn from torch's global RNG, so
             ``torch.manual_seed`` makes runs repeatable. The report records it.
+        sample: with ``modality="auto"``, some of your images: a tensor ``(N, C, H, W)``, a
+            folder, a list of files or a dataset (a few dozen are plenty).
 
     Returns:
         An :class:`InitReport`. On any error the model is left exactly as it was.
@@ -211,6 +216,16 @@ def initialize(
             "module)."
         )
     device = torch.device(device) if device is not None else _model_device(model)
+    distances: dict[str, float] = {}
+    if checkpoint is None and str(modality).strip().lower() == "auto":
+        if sample is None:
+            raise HyperInitError(
+                'modality="auto" needs sample=: a few of your images (a tensor, a folder, a list '
+                "of files or a dataset) to compare with each modality's reference images."
+            )
+        from hyperinit.modality import choose_modality
+
+        modality, distances = choose_modality(sample)
     hypernet, source = load_hypernetwork(modality, checkpoint, device)
     seed = _resolve_seed(seed)
 
@@ -260,6 +275,7 @@ def initialize(
             "total": t_assign - start,
         },
         graph={"nodes": len(graph), "edges": graph.num_edges, "traced_as": graph.traced_as},
+        modality_distances=distances,
     )
     log.info("%s", report)
     return report

@@ -22,6 +22,8 @@ class InitReport:
         predicted_elements, total_elements, head_elements: element counts.
         timings: seconds per stage (``trace``, ``predict``, ``assign``, ``total``).
         graph: nodes, edges and how the forward pass was traced.
+        modality_distances: with ``modality="auto"``, the distance (average cmd) from the sample
+            to each modality's reference images, closest first.
     """
 
     model: str
@@ -36,6 +38,7 @@ class InitReport:
     head_elements: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     graph: dict[str, Any] = field(default_factory=dict)
+    modality_distances: dict[str, float] = field(default_factory=dict)
 
     @property
     def coverage(self) -> float:
@@ -55,6 +58,11 @@ class InitReport:
             reasons[reason] = reasons.get(reason, 0) + 1
         lines = [
             f"hyperinit: initialised {self.model} for modality '{self.modality}'",
+        ]
+        if self.modality_distances:
+            dist = ", ".join(f"{k} {v:.2f}" for k, v in self.modality_distances.items())
+            lines.append(f"  auto         : closest modality by cmd ({dist})")
+        lines += [
             f"  hypernetwork : {self.checkpoint}",
             f"  graph        : {self.graph.get('nodes', 0)} nodes, {self.graph.get('edges', 0)} "
             f"edges (traced as {self.graph.get('traced_as', '?')})",
