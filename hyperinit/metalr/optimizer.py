@@ -183,6 +183,7 @@ class MetaLROptimizer(Optimizer):
         self._history_steps: list[int] = [0]
         self._history_lrs: list[list[float]] = [list(self._lrs)]
         self._warned_nonfinite = False
+        self._buffer: list[torch.Tensor] | None = None  # parameter snapshot, reused
 
     # ----------------------------------------------------------------- construction helpers
     def _layer_groups(self, groups: GroupSpec) -> tuple[list[LayerGroup], bool]:
@@ -466,11 +467,27 @@ class MetaLROptimizer(Optimizer):
             hook(self, (), {})
         return loss
 
+    def _snapshot(self, params: list[nn.Parameter]) -> list[torch.Tensor]:
+        """Copy the parameters into a buffer kept between meta steps (no re-allocation)."""
+        buf = self._buffer
+        if (
+            buf is None
+            or len(buf) != len(params)
+            or any(
+                b.shape != p.shape or b.dtype != p.dtype or b.device != p.device
+                for b, p in zip(buf, params)
+            )
+        ):
+            buf = [torch.empty_like(p, memory_format=torch.preserve_format) for p in params]
+            self._buffer = buf
+        torch._foreach_copy_(buf, [p.detach() for p in params])
+        return buf
+
     def _meta_step(self, val_closure: Closure) -> None:
         groups = self._layer_params
         params = [p for ps in groups for p in ps]
         with torch.no_grad():
-            neg_delta = [p.detach().clone() for p in params]  # theta, becomes theta - theta'
+            neg_delta = self._snapshot(params)  # theta, becomes theta - theta'
         if not self._base_step():
             self._warn_nonfinite("a gradient (grad scaler)")
             return
@@ -502,7 +519,8 @@ class MetaLROptimizer(Optimizer):
         dots = torch.zeros(len(groups), dtype=torch.float64, device=params[0].device)
         for i, g in zip(trainable, grads):
             if g is not None:
-                dots[owner[i]] += torch.sum(g * neg_delta[i]).to(dots.device, torch.float64)
+                d = torch.dot(g.reshape(-1), neg_delta[i].reshape(-1).to(g.dtype))
+                dots[owner[i]] += d.to(dots.device, torch.float64)
         inv_scale = 1.0 / float(scaler.get_scale()) if scaler is not None else 1.0
         # hypergrad_j = <grad_j L_val(theta'), delta_j> / alpha_j, and delta = -neg_delta
         hyper = [-d * inv_scale / lr for d, lr in zip(dots.tolist(), self._lrs)]
@@ -517,10 +535,15 @@ class MetaLROptimizer(Optimizer):
         else:
             new = [self._clip(lr - self.meta_lr * h) for lr, h in zip(self._lrs, hyper)]
         # theta <- theta' + (alpha'/alpha - 1) delta = theta' - (alpha'/alpha - 1) neg_delta
-        scales = [new[j] / self._lrs[j] - 1.0 for j in owner]
         with torch.no_grad():
-            torch._foreach_mul_(neg_delta, scales)
-            torch._foreach_sub_([p.detach() for p in params], neg_delta)
+            start = 0
+            for j, ps in enumerate(groups):
+                scale = new[j] / self._lrs[j] - 1.0
+                if scale != 0.0 and ps:
+                    torch._foreach_add_(
+                        [p.detach() for p in ps], neg_delta[start : start + len(ps)], alpha=-scale
+                    )
+                start += len(ps)
         self.last_hypergrad = hyper
         self._lrs = new
         self._write_lrs()
