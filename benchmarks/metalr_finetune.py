@@ -290,6 +290,7 @@ def summarise(cells: list[dict], args: argparse.Namespace, splits: dict) -> None
     report["cells"] = cells
     (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=1, default=str))
 
+    with_rates = [ds for ds, methods in table.items() if methods.get("metalr")]
     fig, axes = plt.subplots(2, max(1, len(table)), figsize=(6 * max(1, len(table)), 7))
     axes = np.array(axes).reshape(2, -1)
     for k, (ds, methods) in enumerate(table.items()):
@@ -320,7 +321,8 @@ def summarise(cells: list[dict], args: argparse.Namespace, splits: dict) -> None
         axes[1, k].set_title(f"{ds}: rates over training (seed {r['seed']})")
         axes[1, k].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"{args.name}_lrs.png", dpi=110)
+    if with_rates:
+        fig.savefig(RESULTS / f"{args.name}_lrs.png", dpi=110)
 
     lines = [
         "# Fine-tuning comparison: constant rate, layer-wise, bi-directional, MetaLR",
@@ -349,7 +351,8 @@ def summarise(cells: list[dict], args: argparse.Namespace, splits: dict) -> None
     lines += ["", "Splits (sizes per class):", ""]
     for ds, sp in splits.items():
         lines.append(f"- {ds}: {sp['sizes']}")
-    lines += ["", f"![learned rates]({args.name}_lrs.png)"]
+    if with_rates:
+        lines += ["", f"![learned rates]({args.name}_lrs.png)"]
     (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
