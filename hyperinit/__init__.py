@@ -3,6 +3,9 @@
 >>> import timm, hyperinit
 >>> model = timm.create_model("resnet18", in_chans=1, num_classes=2)
 >>> report = hyperinit.initialize(model, modality="xray")
+
+Also: ``MetaLROptimizer`` (layer-wise learning rates learned online), ``trace`` (the graph),
+``modality_distance`` and the checkpoint registry (``list_checkpoints``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ from hyperinit.errors import (
     CheckpointIntegrityError,
     ExampleInputError,
     HyperInitError,
+    MetaLRConfigError,
+    MetaLRStateError,
     NoParametersError,
+    ParamGroupingError,
     TraceError,
     UnknownModalityError,
 )
@@ -21,6 +27,7 @@ from hyperinit.graph import OP_TYPES, ArchGraph, default_example_input, trace
 from hyperinit.hub import list_checkpoints
 from hyperinit.hypernet import HyperInitConfig, HyperInitializer
 from hyperinit.initialize import initialize, load_hypernetwork
+from hyperinit.metalr import MetaLROptimizer, layer_groups
 from hyperinit.modalities import MODALITIES, resolve_modality
 from hyperinit.modality import modality_distance
 from hyperinit.models import create_model, set_input_channels
@@ -40,13 +47,18 @@ __all__ = [
     "HyperInitError",
     "HyperInitializer",
     "InitReport",
+    "MetaLRConfigError",
+    "MetaLROptimizer",
+    "MetaLRStateError",
     "NoParametersError",
+    "ParamGroupingError",
     "TraceError",
     "UnknownModalityError",
     "__version__",
     "create_model",
     "default_example_input",
     "initialize",
+    "layer_groups",
     "list_checkpoints",
     "load_hypernetwork",
     "modality_distance",
