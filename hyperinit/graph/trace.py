@@ -47,15 +47,18 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
     spatial size from ``model.patch_embed.img_size`` (timm ViTs), ``model.image_size``
     (torchvision ViTs), timm's ``pretrained_cfg["input_size"]``, else 224 px (1024 samples for
     1-D, 64^3 voxels for 3-D convolutions); if tracing fails at 224 px, :func:`trace` retries
-    once at 299 px (Inception-v3 and relatives). A model without convolutions whose first layer is
-    ``nn.Linear`` gets a ``(batch, in_features)`` input. The tensor is a fixed standard normal
-    sample (the global RNG is not used) on the model's device and dtype.
+    once at 299 px (Inception-v3 and relatives). A model with neither convolutions nor a timm
+    ``pretrained_cfg`` gets a ``(batch, in_features)`` input for its first ``nn.Linear``. The
+    tensor is a fixed standard normal sample (the global RNG is not used) on the model's device
+    and dtype.
     """
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    cfg_size = cfg.get("input_size") if isinstance(cfg, dict) else None
     conv = _first_conv(model)
-    if conv is None:
+    if conv is None and not (cfg_size and len(cfg_size) >= 2):
         linear = next((m for m in model.modules() if isinstance(m, nn.Linear)), None)
         if linear is None:
             raise ExampleInputError(
@@ -64,9 +67,12 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
                 "example_input=torch.randn(...) with the shape its forward() expects."
             )
         return _sample((batch_size, linear.in_features), device, dtype)
-    spatial_dims = conv.weight.dim() - 2
+    spatial_dims = conv.weight.dim() - 2 if conv is not None else len(cfg_size) - 1
     in_chans = getattr(model, "in_chans", None)
-    channels = in_chans if isinstance(in_chans, int) else conv.in_channels
+    if isinstance(in_chans, int):
+        channels = in_chans
+    else:
+        channels = conv.in_channels if conv is not None else int(cfg_size[0])
     size: tuple[int, ...] | None = None
     patch_embed = getattr(model, "patch_embed", None)
     img_size = getattr(patch_embed, "img_size", None)
@@ -74,11 +80,8 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
         size = tuple(img_size) if isinstance(img_size, (tuple, list)) else (img_size,) * 2
     elif isinstance(getattr(model, "image_size", None), int):
         size = (model.image_size,) * spatial_dims  # type: ignore[union-attr]
-    else:
-        cfg = getattr(model, "pretrained_cfg", None) or {}
-        input_size = cfg.get("input_size") if isinstance(cfg, dict) else None
-        if input_size is not None and len(input_size) == spatial_dims + 1:
-            size = tuple(input_size[1:])
+    elif cfg_size is not None and len(cfg_size) == spatial_dims + 1:
+        size = tuple(cfg_size[1:])
     if size is None or len(size) != spatial_dims:
         size = _DEFAULT_SIZE.get(spatial_dims, (224,) * spatial_dims)
     return _sample((batch_size, channels, *size), device, dtype)
