@@ -107,6 +107,10 @@ def test_default_example_input_rules():
     assert hyperinit.default_example_input(torchvision.models.vit_b_32()).shape[-1] == 224
     mlp = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 2))
     assert hyperinit.default_example_input(mlp).shape == (2, 10)
+    # patches embedded by a Linear, no convolution: timm's pretrained_cfg gives the image size
+    naflex = timm.create_model("naflexvit_base_patch16_gap", num_classes=2)
+    assert hyperinit.default_example_input(naflex).shape == (2, 3, 384, 384)
+    assert hyperinit.trace(naflex).unbound == []
     # Inception-v3's auxiliary head (run in train mode) fails at 224 px: retried at 299 px
     g = hyperinit.trace(torchvision.models.inception_v3(init_weights=False).train())
     assert g.input_shapes[0][-1] == 299
