@@ -297,3 +297,18 @@ def test_unet_encoder_only_as_in_the_seed(xray_images):
     full = UNet().train()
     hyperinit.initialize(full, "xray", seed=0, example_input=x)
     assert not band_violations(activation_stats(full, x, skip={"out"}))
+
+
+def test_nfnet_gains_and_weight_norm_scales_keep_their_init():
+    m = timm.create_model("nf_resnet26", num_classes=2)
+    gains = {n: p.detach().clone() for n, p in m.named_parameters() if n.endswith(".gain")}
+    report = hyperinit.initialize(m, seed=0, example_input=torch.randn(2, 3, 64, 64))
+    assert gains
+    assert all(report.kept[n] in ("role 'scale'", "head") for n in gains)
+    assert all(torch.equal(dict(m.named_parameters())[n], v) for n, v in gains.items())
+    conv = torch.nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 8, 3))
+    report = hyperinit.initialize(
+        nn.Sequential(conv, nn.ReLU()), seed=0, example_input=torch.randn(2, 3, 8, 8)
+    )
+    assert report.kept["0.parametrizations.weight.original0"] == "role 'scale'"
+    assert "0.parametrizations.weight.original1" in report.predicted

@@ -86,7 +86,7 @@ def _vector_like(shape: tuple[int, ...]) -> bool:
     return sum(1 for s in shape if s > 1) <= 1
 
 
-def _role(param: str, shape: tuple[int, ...], family: str) -> str:
+def _role(param: str, shape: tuple[int, ...], family: str, primary: tuple[int, ...]) -> str:
     leaf = param.rsplit(".", 1)[-1].lower()
     is_bias = "bias" in leaf and _vector_like(shape)
     if family == "norm":
@@ -96,6 +96,10 @@ def _role(param: str, shape: tuple[int, ...], family: str) -> str:
     if is_bias:
         return "bias"
     if family in ("conv", "linear", "attention"):
+        # the largest tensor is the weight; a per-channel vector beside it is a scale (the
+        # gain of NF-Nets' scaled weight standardisation, weight norm's weight_g, ...)
+        if shape != primary and _vector_like(shape):
+            return "scale"
         return "weight"
     if family in ("embedding", "add", "concat"):
         return "embedding"
@@ -143,7 +147,7 @@ def assign_roles(graph: ArchGraph) -> list[ParamRole]:
         gain = None
         for name in node.params:
             shape = graph.param_shapes[name]
-            role = _role(name, shape, family)
+            role = _role(name, shape, family, node.param_shape)
             if role == "weight" and gain is None:
                 gain = _gain(graph, node.index, successors)
             roles.append(
