@@ -308,7 +308,10 @@ def test_nfnet_gains_and_weight_norm_scales_keep_their_init():
     assert all(torch.equal(dict(m.named_parameters())[n], v) for n, v in gains.items())
     conv = torch.nn.utils.parametrizations.weight_norm(nn.Conv2d(3, 8, 3))
     report = hyperinit.initialize(
-        nn.Sequential(conv, nn.ReLU()), seed=0, example_input=torch.randn(2, 3, 8, 8)
+        nn.Sequential(conv, nn.ReLU()),
+        seed=0,
+        example_input=torch.randn(2, 3, 8, 8),
+        predict_head=True,
     )
     assert report.kept["0.parametrizations.weight.original0"] == "role 'scale'"
     assert "0.parametrizations.weight.original1" in report.predicted
