@@ -26,6 +26,12 @@ print("ROWS", [(r.name, r.source) for r in hyperinit.list_checkpoints()])
 """
 
 
+def _pip(*args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", *args], check=True, capture_output=True, timeout=300
+    )
+
+
 def test_installed_wheel_initializes_offline(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -35,23 +41,7 @@ def test_installed_wheel_initializes_offline(tmp_path):
         REPO / "hyperinit", src / "hyperinit", ignore=shutil.ignore_patterns("__pycache__")
     )
     dist = tmp_path / "dist"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(dist),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(src))
     (wheel,) = dist.glob("hyperinit-*.whl")
     assert wheel.stat().st_size < 30 * 2**20
     names = zipfile.ZipFile(wheel).namelist()
@@ -60,22 +50,7 @@ def test_installed_wheel_initializes_offline(tmp_path):
     assert "hyperinit/_modality_coords.py" in names
     assert not [n for n in names if n.endswith((".pt", ".pth", ".pkl", ".bin"))]
     target = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--no-deps",
-            "-q",
-            "--target",
-            str(target),
-            str(wheel),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    _pip("install", "--no-deps", "-q", "--target", str(target), str(wheel))
     run_dir = tmp_path / "elsewhere"
     run_dir.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
