@@ -10,6 +10,7 @@ __all__ = [
     "CheckpointDownloadError",
     "CheckpointError",
     "CheckpointIntegrityError",
+    "DataError",
     "ExampleInputError",
     "HyperInitError",
     "MetaLRConfigError",
@@ -17,6 +18,7 @@ __all__ = [
     "NoParametersError",
     "ParamGroupingError",
     "TraceError",
+    "UnreadableImageError",
     "UnknownModalityError",
 ]
 
@@ -66,3 +68,13 @@ class CheckpointDownloadError(CheckpointError):
 
 class CheckpointIntegrityError(CheckpointError):
     """A checkpoint file's sha256 does not match the expected one (corrupted or truncated)."""
+
+
+class DataError(HyperInitError, ValueError):
+    """A dataset cannot be built: missing folder, no images, bad CSV, unknown split or name."""
+
+
+class UnreadableImageError(DataError, OSError):
+    """One image file cannot be decoded (corrupt, truncated, unsupported or DICOM without
+    pydicom). Datasets skip such files with a warning; :func:`hyperinit.data.read_image`
+    raises it."""
