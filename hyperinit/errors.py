@@ -7,6 +7,9 @@ says what went wrong and what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "BenchConfigError",
+    "C2LCheckpointError",
+    "C2LConfigError",
     "CheckpointDownloadError",
     "CheckpointError",
     "CheckpointIntegrityError",
@@ -18,8 +21,8 @@ __all__ = [
     "NoParametersError",
     "ParamGroupingError",
     "TraceError",
-    "UnreadableImageError",
     "UnknownModalityError",
+    "UnreadableImageError",
 ]
 
 
@@ -78,3 +81,15 @@ class UnreadableImageError(DataError, OSError):
     """One image file cannot be decoded (corrupt, truncated, unsupported or DICOM without
     pydicom). Datasets skip such files with a warning; :func:`hyperinit.data.read_image`
     raises it."""
+
+
+class C2LConfigError(HyperInitError, ValueError):
+    """A C2L argument or input is invalid (backbone output, data, queue, hyperparameters)."""
+
+
+class C2LCheckpointError(HyperInitError, ValueError):
+    """A C2L training checkpoint or saved backbone is missing, corrupted or does not fit."""
+
+
+class BenchConfigError(HyperInitError, ValueError):
+    """A benchmark cell or suite is misconfigured (unknown task, init, scheme, suite...)."""
