@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from hyperinit import modality as M  # noqa: E402
+from hyperinit.data import drive_split, load_split, pretraining_files  # noqa: E402
 
 DATA = Path(os.environ.get("HYPERINIT_DATA", REPO.parent / "shared" / "data"))
 
@@ -36,17 +37,13 @@ DATASETS = {
 
 
 def split_files(modality: str, split: str, data: Path = DATA) -> list[Path]:
-    """Image files of a dataset's split: the official one where it exists, else every fifth
-    file (sorted order) held out."""
-    root = data / DATASETS[modality]
-    if modality == "xray":
-        return M._image_files(root / split)
+    """Image files of a modality's reference (``train``: its pretraining images) or held-out
+    (``test``) split, as fixed by hyperinit.data."""
+    if split == "train":
+        return pretraining_files(modality, data)
     if modality == "fundus":
-        return M._image_files(root / ("training" if split == "train" else "test") / "images")
-    if modality == "dermoscopy":
-        return sorted((root / "images").glob(f"DermaMNIST_{split}_*.jpg"))
-    files = M._image_files(root)
-    return [f for i, f in enumerate(files) if (i % 5 == 0) == (split == "test")]
+        return drive_split("test", data).images
+    return load_split(modality, "test", data).files
 
 
 def _nested(t: torch.Tensor) -> list:

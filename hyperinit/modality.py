@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hyperinit.data.io import find_images, read_image
 from hyperinit.errors import HyperInitError
 
 __all__ = [
@@ -49,7 +50,6 @@ SUBSET_SIZE = 8
 N_SUBSETS = 16
 NETS_PER_INIT = 4
 MAX_IMAGES = 128
-_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 Coords = dict[str, torch.Tensor]  # init -> (nets, t, 2)
 
@@ -123,10 +123,6 @@ def _prepare(x: torch.Tensor, size: int) -> torch.Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-8)
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in _EXTENSIONS)
-
-
 def _spread(n: int, k: int) -> list[int]:
     """k indices spread evenly over range(n) (all of them when n <= k)."""
     if n <= k:
@@ -142,12 +138,7 @@ def load_images(source: Any, max_images: int = MAX_IMAGES, size: int = IMAGE_SIZ
     if isinstance(source, torch.Tensor):
         items: Sequence[Any] = source if source.ndim == 4 else source[None]
     elif isinstance(source, str | Path):
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise HyperInitError(f"{path} does not exist: pass a folder of images or a tensor.")
-        items = _image_files(path) if path.is_dir() else [path]
-        if not items:
-            raise HyperInitError(f"no images ({', '.join(sorted(_EXTENSIONS))}) under {path}.")
+        items = find_images(source)
     elif hasattr(source, "__getitem__") and hasattr(source, "__len__"):
         items = source
     elif isinstance(source, Iterable):
@@ -163,10 +154,7 @@ def load_images(source: Any, max_images: int = MAX_IMAGES, size: int = IMAGE_SIZ
         if isinstance(item, tuple | list) and not isinstance(item, torch.Tensor):
             item = item[0]  # (image, label)
         if isinstance(item, str | Path):
-            from PIL import Image
-
-            with Image.open(item) as im:
-                item = im.copy()
+            item = read_image(item)
         out.append(_prepare(_to_chw(item), size))
     return torch.stack(out)
 

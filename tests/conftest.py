@@ -38,19 +38,15 @@ def data_dir() -> Path:
 def xray_images(data_dir: Path):
     """``make(channels, size, n)``: n real chest X-rays (half normal, half pneumonia), grayscale
     repeated over the channels, resized, standardised to mean 0 and std 1."""
-    from PIL import Image
+    from hyperinit.data import find_images, image_to_tensor, read_image
 
     root = data_dir / "chest_xray_kermany" / "train"
 
     def make(channels: int = 1, size: int = 64, n: int = 8) -> torch.Tensor:
-        files = sorted((root / "NORMAL").glob("*.jpeg"))[: n // 2]
-        files += sorted((root / "PNEUMONIA").glob("*.jpeg"))[: n - n // 2]
-        imgs = []
-        for f in files:
-            img = Image.open(f).convert("L").resize((size, size))
-            data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-            imgs.append(data.view(1, size, size))
-        x = torch.stack(imgs).float().repeat(1, channels, 1, 1)
+        files = find_images(root / "NORMAL")[: n // 2]
+        files += find_images(root / "PNEUMONIA")[: n - n // 2]
+        imgs = [image_to_tensor(read_image(f, 1).resize((size, size))) for f in files]
+        x = torch.stack(imgs).repeat(1, channels, 1, 1)
         return (x - x.mean()) / x.std()
 
     return make
