@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hyperinit.c2l.augment import Cutout, TwoViews, default_augment, default_normalization
 from hyperinit.c2l.loss import (
     C2LLossOutput,
     batch_mixup,
@@ -11,15 +12,24 @@ from hyperinit.c2l.loss import (
     mix,
     sample_lambda,
 )
+from hyperinit.c2l.pretrainer import C2LHistory, C2LPretrainer, load_backbone, strip_head
 from hyperinit.c2l.queue import FeatureQueue
 
 __all__ = [
+    "C2LHistory",
     "C2LLossOutput",
+    "C2LPretrainer",
+    "Cutout",
     "FeatureQueue",
+    "TwoViews",
     "batch_mixup",
     "c2l_loss",
+    "default_augment",
+    "default_normalization",
     "info_nce",
     "info_nce_logits",
+    "load_backbone",
     "mix",
     "sample_lambda",
+    "strip_head",
 ]
