@@ -117,6 +117,47 @@ def _cmd_c2l(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from hyperinit.bench.report import write_report
+    from hyperinit.bench.suites import estimate_seconds, get_suite, run_suite
+
+    suite = "quick" if args.quick else args.suite
+    results = Path(args.results or f"hyperinit-bench/{suite}")
+    report = Path(args.report or results / "REPORT.md")
+    command = f"hyperinit bench {suite} --results {results}" + (
+        f" --c2l {args.c2l}" if args.c2l else ""
+    )
+    if not args.report_only:
+        cells = get_suite(suite, c2l=args.c2l)
+        if args.list:
+            total = sum(estimate_seconds(c) for c in cells)
+            for c in cells:
+                print(f"{c.key():<80} {estimate_seconds(c) / 60:7.1f} min  {','.join(c.tags)}")
+            print(f"{len(cells)} cells, about {total / 3600:.1f} h on 2 CPU cores")
+            return 0
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        i, n = (int(v) for v in args.shard.split("/"))
+        run_suite(
+            cells,
+            results,
+            shard=(i, n),
+            tags=tuple(args.only or ()),
+            max_cells=args.max_cells,
+            device=args.device,
+            data_root=args.data_root,
+        )
+    if _writes_report(args):
+        path = write_report([results, *map(Path, args.also or [])], report, command=command)
+        print(f"report: {path}")
+    return 0
+
+
+def _writes_report(args: argparse.Namespace) -> bool:
+    """Only shard 0 (or a --report-only run) writes the report."""
+    return args.report_only or args.shard.split("/")[0] == "0"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperinit", description="Hypernetwork initialisation for medical imaging models."
@@ -170,6 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-amp", action="store_true", help="no float16 autocast on GPU")
     p.add_argument("--out", required=True, help="folder for model.safetensors + config.json")
     p.set_defaults(func=_cmd_c2l)
+
+    p = sub.add_parser("bench", help="run the benchmark suite (resumable) and write REPORT.md")
+    p.add_argument("suite", nargs="?", default="default", help="quick, default, full or gpu")
+    p.add_argument("--quick", action="store_true", help="the tiny suite (a few minutes on CPU)")
+    p.add_argument("--report-only", action="store_true", help="only (re)write the report")
+    p.add_argument("--results", default=None, help="cell JSON folder (hyperinit-bench/SUITE)")
+    p.add_argument("--also", action="append", help="more result folders for the report")
+    p.add_argument("--report", default=None, help="report path (RESULTS/REPORT.md)")
+    p.add_argument("--c2l", default=None, help="a C2L checkpoint: adds c2l:<path> cells")
+    p.add_argument("--only", action="append", help="run cells with this tag (core, sweep...)")
+    p.add_argument("--shard", default="0/1", help="I/N: run every N-th cell from the I-th")
+    p.add_argument("--max-cells", type=int, default=None, help="stop after this many cells")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 when shared)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda ...")
+    p.add_argument("--data-root", default=None, help="data folder (HYPERINIT_DATA)")
+    p.add_argument("--list", action="store_true", help="list the cells and time estimates")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -62,7 +62,7 @@ def _load_c2l(model: nn.Module, path: str) -> None:
         raise BenchConfigError(
             "c2l:<path> needs hyperinit.c2l.load_backbone, which this install lacks."
         ) from e
-    load_backbone(target, path)
+    load_backbone(target, path, strict=not isinstance(model, UNet))
 
 
 def apply_init(
