@@ -103,7 +103,14 @@ def apply_init(
         else:
             kwargs["predict_head"] = True
         report = initialize(model, **kwargs)
-        info = {"modality": report.modality, "modality_distances": report.modality_distances}
+        info = {
+            "modality": report.modality,
+            "checkpoint": report.checkpoint,
+            "modality_distances": report.modality_distances,
+            "predicted_elements": report.predicted_elements,
+            "total_elements": report.total_elements,
+            "timings": report.timings,
+        }
     elif init.startswith("c2l:"):
         _load_c2l(model, init.partition(":")[2])
     else:
