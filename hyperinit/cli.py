@@ -127,8 +127,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     command = f"hyperinit bench {suite} --results {results}" + (
         f" --c2l {args.c2l}" if args.c2l else ""
     )
+    cells = get_suite(suite, c2l=args.c2l)
     if not args.report_only:
-        cells = get_suite(suite, c2l=args.c2l)
         if args.list:
             total = sum(estimate_seconds(c) for c in cells)
             for c in cells:
@@ -148,7 +148,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             data_root=args.data_root,
         )
     if _writes_report(args):
-        path = write_report([results, *map(Path, args.also or [])], report, command=command)
+        dirs = [results, *map(Path, args.also or [])]
+        path = write_report(dirs, report, command=command, planned=cells)
         print(f"report: {path}")
     return 0
 

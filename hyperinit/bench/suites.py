@@ -232,6 +232,14 @@ def run_suite(
         chosen = chosen[:max_cells]
     todo = [c for c in chosen if not cell_path(c, results_dir).exists()]
     log.info("%d cells, %d finished, %d to run", len(chosen), len(chosen) - len(todo), len(todo))
+    if i == 0 and any(c.tags and c.tags[0] != "quick" for c in chosen):
+        from hyperinit.bench.inittime import measure_init_time
+
+        for arch in sorted({c.arch_label for c in chosen if isinstance(c.arch, str)}):
+            try:
+                measure_init_time(arch, results_dir)
+            except Exception as e:  # a timing failure must not stop the suite
+                log.error("init time of %s: %s: %s", arch, type(e).__name__, e)
     results = []
     for cell in tqdm(chosen, desc="cells", unit="cell"):
         try:

@@ -1,0 +1,559 @@
+"""REPORT.md and its figures, generated only from the cell JSON files of finished runs.
+
+>>> from hyperinit.bench.report import write_report
+>>> write_report(["benchmarks/results/suite_default"], "benchmarks/results/REPORT.md")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hyperinit.bench.tasks import TASKS
+
+__all__ = ["aggregate", "convergence_epochs", "load_results", "write_report"]
+
+log = logging.getLogger(__name__)
+
+#: Fraction of the default init's best mean validation score that counts as "converged".
+CONVERGED = 0.98
+INIT_ORDER = ("default", "hyperinit:own", "hyperinit:mixed", "hyperinit:auto", "c2l")
+
+
+def load_results(dirs: Iterable[str | Path]) -> list[dict]:
+    """Every finished cell under ``<dir>/cells/*.json`` (a key seen twice is read once)."""
+    seen: dict[str, dict] = {}
+    for d in dirs:
+        for path in sorted(Path(d).glob("cells/*.json")):
+            r = json.loads(path.read_text())
+            seen.setdefault(r["key"], r)
+    return list(seen.values())
+
+
+def _ms(values: Sequence[float]) -> tuple[float, float, int]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return float("nan"), float("nan"), 0
+    return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)
+
+
+def _fmt(m: float, s: float, n: int) -> str:
+    if n == 0:
+        return "–"
+    return f"{m:.3f} ± {s:.3f} (n={n})" if n > 1 else f"{m:.3f} (n=1)"
+
+
+def _init_order(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    rank = {n: i for i, n in enumerate(INIT_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def _arch_short(arch: str) -> str:
+    return arch.split(":", 1)[-1]
+
+
+def aggregate(results: list[dict], metric: str | None = None) -> dict[tuple, tuple]:
+    """``(task, arch, init, fraction, scheme) -> (mean, std, n)`` of a test metric over seeds
+    (the task's primary metric by default)."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in results:
+        c = r["cell"]
+        m = metric or r["task"]["primary"]
+        key = (c["task"], c["arch"], c["init"], c["fraction"], c["scheme"])
+        groups[key].append(r["test"].get(m, float("nan")))
+    return {k: _ms(v) for k, v in groups.items()}
+
+
+def _mean_curve(runs: list[dict], primary: str) -> np.ndarray:
+    n = min(len(r["curves"]["val"]) for r in runs)
+    return np.array([[r["curves"]["val"][e][primary] for e in range(n)] for r in runs]).mean(0)
+
+
+def convergence_epochs(
+    results: list[dict], task: str, arch: str, fraction: float
+) -> dict[str, int | None]:
+    """Per init: the first epoch whose mean validation score (over seeds) reaches
+    ``CONVERGED`` x the default init's best mean score; ``None`` if never."""
+    runs: dict[str, list[dict]] = defaultdict(list)
+    for r in results:
+        c = r["cell"]
+        if (c["task"], c["arch"], c["fraction"], c["scheme"]) == (
+            task,
+            arch,
+            fraction,
+            "all_layers",
+        ):
+            runs[c["init"]].append(r)
+    if "default" not in runs:
+        return {}
+    primary = TASKS[task].primary
+    target = CONVERGED * float(np.nanmax(_mean_curve(runs["default"], primary)))
+    out: dict[str, int | None] = {}
+    for init, rs in runs.items():
+        curve = _mean_curve(rs, primary)
+        hit = np.nonzero(curve >= target)[0]
+        out[init] = int(hit[0]) + 1 if len(hit) else None
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_sweep(results: list[dict], path: Path) -> list[str]:
+    """Primary test metric vs label fraction, per task with more than one fraction."""
+    by: dict[str, dict[str, dict[float, list[float]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    for r in results:
+        c = r["cell"]
+        if c["scheme"] == "all_layers" and c["arch"] == "timm:resnet18":
+            by[c["task"]][c["init"]][c["fraction"]].append(r["test"][r["task"]["primary"]])
+    tasks = [t for t, d in by.items() if any(len(f) > 1 for f in d.values())]
+    if not tasks:
+        return []
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for init in _init_order(by[task]):
+            fr = sorted(by[task][init])
+            if len(fr) < 2:
+                continue
+            stats = [_ms(by[task][init][f]) for f in fr]
+            ax.errorbar(
+                [100 * f for f in fr],
+                [s[0] for s in stats],
+                yerr=[s[1] for s in stats],
+                marker="o",
+                capsize=3,
+                label=init,
+            )
+        ax.set_xscale("log")
+        ax.set_xlabel("training labels used (%)")
+        ax.set_ylabel(f"test {TASKS[task].primary}")
+        ax.set_title(f"{task}, ResNet-18")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return tasks
+
+
+def _plot_convergence(results: list[dict], path: Path) -> list[str]:
+    """Mean ± std validation score per epoch, ResNet-18 at 10 % labels."""
+    by: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        c = r["cell"]
+        if (c["arch"], c["fraction"], c["scheme"]) == ("timm:resnet18", 0.1, "all_layers"):
+            by[c["task"]][c["init"]].append(r)
+    tasks = [t for t in TASKS if t in by]
+    if not tasks:
+        return []
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 6.5), squeeze=False)
+    for k, task in enumerate(tasks):
+        primary = TASKS[task].primary
+        for init in _init_order(by[task]):
+            rs = by[task][init]
+            n = min(len(r["curves"]["val"]) for r in rs)
+            ep = np.arange(1, n + 1)
+            val = np.array([[r["curves"]["val"][e][primary] for e in range(n)] for r in rs])
+            loss = np.array([r["curves"]["train_loss"][:n] for r in rs])
+            for row, arr in ((0, val), (1, loss)):
+                ax = axes[row, k]
+                (line,) = ax.plot(ep, arr.mean(0), label=f"{init} (n={len(rs)})")
+                ax.fill_between(
+                    ep,
+                    arr.mean(0) - arr.std(0),
+                    arr.mean(0) + arr.std(0),
+                    alpha=0.15,
+                    color=line.get_color(),
+                )
+        split = by[task][next(iter(by[task]))][0].get("val_split", "val")
+        axes[0, k].set_title(f"{task}: {split} {primary}")
+        axes[1, k].set_title(f"{task}: training loss")
+        axes[1, k].set_xlabel("epoch")
+        axes[0, k].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return tasks
+
+
+def _read_image(file: str, size: int) -> np.ndarray | None:
+    try:
+        from PIL import Image
+
+        with Image.open(file) as im:
+            return np.asarray(im.convert("L").resize((size, size)), dtype=np.float32) / 255
+    except (OSError, ValueError):
+        return None
+
+
+def _plot_cams(results: list[dict], path: Path, max_images: int = 2) -> list[str]:
+    """Grad-CAM overlays: rows (task, init, image), columns the stored epochs."""
+    rows = []
+    for r in sorted(results, key=lambda r: (r["cell"]["task"], r["cell"]["init"])):
+        c = r["cell"]
+        wanted = (c["seed"], c["arch"], c["fraction"], c["scheme"])
+        if r.get("cams") and wanted == (0, "timm:resnet18", 0.1, "all_layers"):
+            rows += [(r, i) for i in range(min(max_images, len(r["cam_files"])))]
+    if not rows:
+        return []
+    order = {n: k for k, n in enumerate(_init_order({r["cell"]["init"] for r, _ in rows}))}
+    rows.sort(key=lambda t: (t[0]["cell"]["task"], t[1], order[t[0]["cell"]["init"]]))
+    epochs = sorted({int(e) for r, _ in rows for e in r["cams"]})
+    plt = _plt()
+    fig, axes = plt.subplots(
+        len(rows), len(epochs), figsize=(1.6 * len(epochs) + 1.5, 1.6 * len(rows)), squeeze=False
+    )
+    for i, (r, j) in enumerate(rows):
+        size = r["cam_size"]
+        img = _read_image(r["cam_files"][j], size)
+        for k, e in enumerate(epochs):
+            ax = axes[i, k]
+            ax.set_xticks([]), ax.set_yticks([])
+            cam = r["cams"].get(str(e))
+            if img is not None:
+                ax.imshow(img, cmap="gray")
+            if cam is not None:
+                ax.imshow(
+                    np.array(cam[j]),
+                    cmap="jet",
+                    alpha=0.45,
+                    extent=(-0.5, size - 0.5, size - 0.5, -0.5),
+                    interpolation="bilinear",
+                )
+            if i == 0:
+                ax.set_title(f"epoch {e}", fontsize=8)
+            if k == 0:
+                c = r["cell"]
+                ax.set_ylabel(f"{c['task']}\n{c['init']}\nimg {j}", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return sorted({r["cell"]["task"] for r, _ in rows})
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def _main_table(results: list[dict], fraction: float = 0.1) -> list[str]:
+    agg = aggregate(results)
+    sel = {k: v for k, v in agg.items() if k[3] == fraction and k[4] == "all_layers"}
+    inits = _init_order({k[2] for k in sel})
+    pairs = sorted({(k[0], k[1]) for k in sel}, key=lambda p: (list(TASKS).index(p[0]), p[1]))
+    rows = []
+    for task, arch in pairs:
+        base = sel.get((task, arch, "default", fraction, "all_layers"))
+        cells = []
+        for init in inits:
+            v = sel.get((task, arch, init, fraction, "all_layers"))
+            if v is None:
+                cells.append("–")
+                continue
+            txt = _fmt(*v)
+            if base and init != "default" and v[2] and base[2]:
+                txt += f" ({v[0] - base[0]:+.3f})"
+            cells.append(txt)
+        rows.append([task, TASKS[task].primary, _arch_short(arch), *cells])
+    return _table(["task", "metric", "arch", *inits], rows)
+
+
+def _all_metrics_table(results: list[dict], fraction: float = 0.1) -> list[str]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in results:
+        c = r["cell"]
+        if c["fraction"] == fraction and c["scheme"] == "all_layers":
+            groups[(c["task"], c["arch"], c["init"])].append(r)
+    rows = []
+    for (task, arch, init), rs in sorted(
+        groups.items(), key=lambda kv: (list(TASKS).index(kv[0][0]), kv[0][1], kv[0][2])
+    ):
+        metrics = TASKS[task].metrics
+        vals = [f"{m} {_fmt(*_ms([r['test'].get(m, float('nan')) for r in rs]))}" for m in metrics]
+        fin = _ms([r["test_final"][TASKS[task].primary] for r in rs])
+        rows.append([task, _arch_short(arch), init, "; ".join(vals), _fmt(*fin)])
+    return _table(
+        ["task", "arch", "init", "test metrics (best-val epoch)", "primary, last epoch"], rows
+    )
+
+
+def _fraction_table(results: list[dict]) -> list[str]:
+    agg = aggregate(results)
+    sel = {k: v for k, v in agg.items() if k[1] == "timm:resnet18" and k[4] == "all_layers"}
+    tasks = sorted({k[0] for k in sel}, key=list(TASKS).index)
+    rows = []
+    for task in tasks:
+        fracs = sorted({k[3] for k in sel if k[0] == task})
+        if len(fracs) < 2:
+            continue
+        for init in _init_order({k[2] for k in sel if k[0] == task}):
+            row = [task, init]
+            for f in fracs:
+                v = sel.get((task, "timm:resnet18", init, f, "all_layers"))
+                row.append(_fmt(*v) if v else "–")
+            rows.append((fracs, row))
+    if not rows:
+        return []
+    out: list[str] = []
+    for fracs in sorted({tuple(f) for f, _ in rows}):
+        out += _table(
+            ["task", "init", *[f"{100 * f:g} %" for f in fracs]],
+            [r for f, r in rows if tuple(f) == fracs],
+        )
+        out.append("")
+    return out
+
+
+def _scheme_table(results: list[dict]) -> list[str]:
+    agg = aggregate(results)
+    schemes = ("last_layer_only", "all_layers", "layerwise", "bidirectional", "metalr")
+    tasks = sorted({k[0] for k in agg if k[4] != "all_layers"}, key=list(TASKS).index)
+    rows = []
+    for task in tasks:
+        inits = _init_order({k[2] for k in agg if k[0] == task and k[4] != "all_layers"})
+        for scheme in schemes:
+            row = [task, scheme]
+            for init in inits:
+                v = agg.get((task, "timm:resnet18", init, 0.1, scheme))
+                row.append(_fmt(*v) if v else "–")
+            rows.append(row)
+        header = ["task", "scheme", *inits]
+    return _table(header, rows) if rows else []
+
+
+def _init_time_table(dirs: Sequence[str | Path]) -> list[str]:
+    rows = []
+    for d in dirs:
+        for path in sorted(Path(d).glob("inittime/*.json")):
+            r = json.loads(path.read_text())
+            rows.append(
+                [
+                    _arch_short(r["arch"]),
+                    f"{r['params'] / 1e6:.1f} M",
+                    f"{r['build_seconds']:.3f}",
+                    f"{r['init_seconds']:.3f}",
+                    f"{r['repeats']}, {r['threads']} thread(s), {r['size']} px",
+                ]
+            )
+    if not rows:
+        return ["Not measured."]
+    header = ["arch", "params", "build with default init (s)", "hyperinit.initialize (s)"]
+    return _table([*header, "median of"], rows)
+
+
+def _goals(results: list[dict]) -> list[str]:
+    """Goal checks computed from the results; each line says met / missed / not run."""
+    agg = aggregate(results)
+    lines = []
+    r18 = "timm:resnet18"
+    for task in TASKS:
+        for f in sorted({k[3] for k in agg if k[0] == task and k[3] <= 0.1}):
+            base = agg.get((task, r18, "default", f, "all_layers"))
+            hyp = agg.get((task, r18, "hyperinit:own", f, "all_layers"))
+            if not base or not hyp:
+                continue
+            diff = hyp[0] - base[0]
+            verdict = "**met**" if diff > 0 else "**missed**"
+            clear = " (by more than the larger std)" if diff > max(hyp[1], base[1]) else ""
+            lines.append(
+                f"- {task}, {100 * f:g} % labels, ResNet-18: hyperinit (own modality) "
+                f"{hyp[0]:.3f} vs default {base[0]:.3f} ({diff:+.3f}, n={hyp[2]}/{base[2]}): "
+                f"ahead of default {verdict}{clear if diff > 0 else ''}."
+            )
+            conv = convergence_epochs(results, task, r18, f)
+            if conv.get("default") and "hyperinit:own" in conv:
+                e_d, e_h = conv["default"], conv["hyperinit:own"]
+                ok = e_h is not None and e_h <= e_d / 2
+                lines.append(
+                    f"  - convergence: reaches {CONVERGED:.0%} of default's best mean validation "
+                    f"score at epoch {e_h if e_h else 'never'} vs default's {e_d}: "
+                    f"≤ half the epochs {'**met**' if ok else '**missed**'}."
+                )
+            c2l = agg.get((task, r18, "c2l", f, "all_layers"))
+            if c2l:
+                ahead = hyp[0] > c2l[0]
+                lines.append(
+                    f"  - vs C2L: {hyp[0]:.3f} vs {c2l[0]:.3f}: ahead of C2L "
+                    f"{'**met**' if ahead else '**missed**'}."
+                )
+            else:
+                lines.append("  - vs C2L: **not run** (no C2L checkpoint given).")
+    return lines or ["- No default vs hyperinit pair at ≤ 10 % labels has finished yet."]
+
+
+def _coverage(results: list[dict], planned: Sequence[Any] | None) -> list[str]:
+    if not planned:
+        return []
+    done = {r["key"] for r in results}
+    by_tag: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for cell in planned:
+        tag = cell.tags[0] if cell.tags else "other"
+        by_tag[tag][1] += 1
+        by_tag[tag][0] += cell.key() in done
+    rows = [[t, f"{d} / {n}"] for t, (d, n) in by_tag.items()]
+    return _table(["part of the suite", "cells finished / planned"], rows)
+
+
+def _checkpoints(results: list[dict]) -> list[str]:
+    seen: dict[str, set[str]] = defaultdict(set)
+    for r in results:
+        ck = r.get("init_info", {}).get("checkpoint")
+        if ck:
+            seen[r["init_info"].get("modality", "?")].add(ck)
+    return [f"- {m}: {', '.join(sorted(v))}" for m, v in sorted(seen.items())]
+
+
+def write_report(
+    dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    command: str = "",
+    planned: Sequence[Any] | None = None,
+) -> Path:
+    """Write ``out`` (Markdown) and its PNG figures beside it from the cells in ``dirs``.
+
+    Args:
+        dirs: result folders (each with ``cells/*.json``).
+        command: the command that made the results, quoted in the report.
+        planned: the suite's cells, to say what has not run yet.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    results = load_results(dirs)
+    stem = out.stem.lower()
+    figs = {name: out.parent / f"{stem}_{name}.png" for name in ("sweep", "convergence", "cams")}
+    L: list[str] = [
+        "# hyperinit benchmark report",
+        "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} from {len(results)} "
+        f"finished cells (JSON in {', '.join(f'`{Path(d).name}/cells/`' for d in dirs)}) by "
+        "`hyperinit bench --report-only` (`hyperinit.bench.report.write_report`). "
+        "Every number below is read from those files.",
+    ]
+    if command:
+        L += ["", f"Results made with: `{command}`"]
+    if not results:
+        L += ["", "No cell has finished yet."]
+        out.write_text("\n".join(L) + "\n")
+        return out
+    hosts = sorted(
+        {f"{r['device']}, {r['torch_threads']} thread(s), torch {r['torch']}" for r in results}
+    )
+    L += [
+        "",
+        "## Setup",
+        "",
+        f"- Hardware: {'; '.join(hosts)}; CPU shared with other jobs, so times are indicative.",
+        "- Training: SGD (momentum 0.9, weight decay 1e-4), cosine schedule, horizontal flips; "
+        "each seed sets the default init, the hypernetwork's noise and the data order. "
+        "Classification test metrics are taken at the epoch with the best validation primary "
+        "metric (the last epoch's are listed too); DRIVE uses the last epoch.",
+        "- Hypernetwork checkpoints used (from each cell's `init_info`):",
+        *[f"  {line}" for line in _checkpoints(results)],
+        "",
+    ]
+    from hyperinit.data import SPLIT_RULES
+
+    rows = []
+    for name, task in TASKS.items():
+        rs = [r for r in results if r["cell"]["task"] == name]
+        if not rs:
+            continue
+        sizes = sorted({r["cell"]["size"] for r in rs})
+        n_tr = sorted({r["n_train"] for r in rs if r["cell"]["fraction"] == 0.1})
+        rows.append(
+            [
+                name,
+                task.modality,
+                ", ".join(task.metrics),
+                "/".join(map(str, sizes)) + " px",
+                "/".join(map(str, n_tr)) or "–",
+                f"{rs[0]['n_val']} / {rs[0]['n_test']}",
+                SPLIT_RULES.get(task.dataset, ""),
+            ]
+        )
+    L += _table(
+        ["task", "modality", "metrics", "size", "train images at 10 %", "val / test", "split"],
+        rows,
+    )
+    notes = [f"- {t.name}: {t.note}" for t in TASKS.values() if t.note]
+    L += ["", *notes, ""]
+    cov = _coverage(results, planned)
+    if cov:
+        L += ["### What has run", "", *cov, ""]
+    L += ["## Goals", "", *_goals(results), ""]
+    L += [
+        "## Table 2: test metric at 10 % labels (mean ± std over seeds; in brackets: vs default)",
+        "",
+        *_main_table(results),
+        "",
+        "All metrics:",
+        "",
+        *_all_metrics_table(results),
+        "",
+    ]
+    frac = _fraction_table(results)
+    if frac:
+        L += ["## Label-fraction sweep (ResNet-18, test primary metric)", "", *frac]
+    if _plot_sweep(results, figs["sweep"]):
+        L += [f"![label-fraction sweep]({figs['sweep'].name})", ""]
+    conv_tasks = _plot_convergence(results, figs["convergence"])
+    if conv_tasks:
+        L += [
+            "## Convergence (ResNet-18, 10 % labels, mean ± std over seeds)",
+            "",
+            f"![convergence curves]({figs['convergence'].name})",
+            "",
+            f"Epoch at which the mean validation curve first reaches {CONVERGED:.0%} of the "
+            "default init's best mean validation score:",
+            "",
+        ]
+        rows = []
+        for task in conv_tasks:
+            conv = convergence_epochs(results, task, "timm:resnet18", 0.1)
+            rows += [[task, init, str(e or "never")] for init, e in conv.items()]
+        L += [*_table(["task", "init", "epoch"], rows), ""]
+    if _plot_cams(results, figs["cams"]):
+        L += [
+            "## Grad-CAM during fine-tuning (seed 0; first test images with a finding)",
+            "",
+            f"![CAMs]({figs['cams'].name})",
+            "",
+        ]
+    sch = _scheme_table(results)
+    if sch:
+        L += ["## Fine-tuning schemes (ResNet-18, 10 % labels)", "", *sch, ""]
+    L += ["## Initialisation time per architecture", "", *_init_time_table(dirs), ""]
+    secs = sum(r["train_seconds"] for r in results)
+    L += [f"Total training time of these cells: {secs / 60:.0f} min.", ""]
+    out.write_text("\n".join(L) + "\n")
+    log.info("wrote %s", out)
+    return out
