@@ -309,6 +309,16 @@ class C2LPretrainer:
             bt.copy_(bs)
 
     @torch.no_grad()
+    def _sync_buffers(self) -> None:
+        """Average the student's float buffers (BN statistics) over ranks, so that every rank
+        (and the teacher, which copies them) holds the same state."""
+        if not hdist.is_distributed():
+            return
+        for b in self.student.buffers():
+            if b.is_floating_point():
+                b.copy_(hdist.all_reduce_mean(b))
+
+    @torch.no_grad()
     def _teacher_features(self, x: Tensor) -> Tensor:
         if self.bn_mode != "shuffle" or not hdist.is_distributed():
             return self.teacher(x)
@@ -344,6 +354,7 @@ class C2LPretrainer:
         self._scaler.step(self._optimizer)
         self._scaler.update()
         self._scheduler.step()
+        self._sync_buffers()
         self._momentum_update()
         self.queue.enqueue(hdist.all_gather_tensors(out.keys))
         self.step += 1
@@ -435,25 +446,10 @@ class C2LPretrainer:
                 "queue_size %d holds less than one step's %d keys", self.queue_size, keys_per_step
             )
 
-        if self.bn_mode == "sync":
-            if self._device.type != "cuda":
-                raise C2LConfigError("bn_mode='sync' needs CUDA; use 'shuffle' on CPU.")
-            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
-            self.teacher = nn.SyncBatchNorm.convert_sync_batchnorm(self.teacher)
-        self.student.to(self._device).train()
-        self.teacher.to(self._device).train()
-        self.queue.to(self._device)
-        params = [p for p in self.student.parameters() if p.requires_grad]
-        self._optimizer = torch.optim.SGD(
-            params, lr=lr, momentum=sgd_momentum, weight_decay=weight_decay
-        )
-        marks = sorted(round(f * total_steps) for f in lr_milestones)
-        self._scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self._optimizer, lambda s: lr_gamma ** sum(s >= m for m in marks)
-        )
-        self._scaler = torch.amp.GradScaler(self._device.type, enabled=self._amp)
-        self._gen = torch.Generator().manual_seed(seed + 7919 * info.rank)
-
+        self._setup(
+            lr=lr, weight_decay=weight_decay, sgd_momentum=sgd_momentum,
+            lr_milestones=lr_milestones, lr_gamma=lr_gamma, total_steps=total_steps, seed=seed,
+        )  # fmt: skip
         ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
         resumed = False
         if resume:
@@ -476,14 +472,11 @@ class C2LPretrainer:
         if ckpt_dir and main:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
 
-        student_call: nn.Module = _TwoViewStudent(self.student)
         if info.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self._device.index] if self._device.type == "cuda" else None
-            student_call = DDP(student_call, device_ids=ids)
-        self._student_call = student_call
-
+            self._student_call = DDP(_TwoViewStudent(self.student), device_ids=ids)
         try:
             for epoch in range(self.epoch, epochs):
                 self.epoch = epoch
@@ -502,6 +495,44 @@ class C2LPretrainer:
             self._student_call = None  # drop the DDP wrapper
         self.student.eval()
         return self.history
+
+    def _setup(
+        self,
+        *,
+        lr: float,
+        weight_decay: float,
+        sgd_momentum: float,
+        lr_milestones: Sequence[float],
+        lr_gamma: float,
+        total_steps: int,
+        seed: int,
+        device: str | torch.device | None = None,
+        amp: bool | None = None,
+    ) -> None:
+        """Move to the device and build optimizer, schedule, scaler and the mixup generator."""
+        if device is not None:
+            self._device = torch.device(device)
+        if amp is not None:
+            self._amp = bool(amp and self._device.type == "cuda")
+        if self.bn_mode == "sync":
+            if self._device.type != "cuda":
+                raise C2LConfigError("bn_mode='sync' needs CUDA; use 'shuffle' on CPU.")
+            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
+            self.teacher = nn.SyncBatchNorm.convert_sync_batchnorm(self.teacher)
+        self.student.to(self._device).train()
+        self.teacher.to(self._device).train()
+        self.queue.to(self._device)
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        self._optimizer = torch.optim.SGD(
+            params, lr=lr, momentum=sgd_momentum, weight_decay=weight_decay
+        )
+        marks = sorted(round(f * total_steps) for f in lr_milestones)
+        self._scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self._optimizer, lambda s: lr_gamma ** sum(s >= m for m in marks)
+        )
+        self._scaler = torch.amp.GradScaler(self._device.type, enabled=self._amp)
+        self._gen = torch.Generator().manual_seed(seed + 7919 * hdist.get_rank())
+        self._student_call = _TwoViewStudent(self.student)
 
     def _momentum_update_from_scratch(self) -> None:
         with torch.no_grad():
