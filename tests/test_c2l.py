@@ -515,3 +515,19 @@ def test_cli_c2l_pretrains_a_folder_and_writes_loadable_weights(data_dir, tmp_pa
     args[2] = str(empty)
     assert main(args) == 2
     assert "no images" in capsys.readouterr().err
+
+
+def test_example_script_runs(data_dir, tmp_path, monkeypatch, capsys):
+    import runpy
+    import shutil
+    import sys
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for f in sorted((data_dir / "chest_xray_kermany" / "train" / "NORMAL").glob("*.jpeg"))[:16]:
+        shutil.copy(f, folder / f.name)
+    script = Path(__file__).resolve().parent.parent / "examples" / "c2l_pretrain.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(folder), str(tmp_path / "o"), "1", "32"])
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "C2L loss" in out and "left at init: ['fc.weight', 'fc.bias']" in out
