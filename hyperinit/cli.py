@@ -159,6 +159,34 @@ def _writes_report(args: argparse.Namespace) -> bool:
     return args.report_only or args.shard.split("/")[0] == "0"
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from hyperinit.training import TrainConfig, train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        modality=args.modality,
+        data=args.data,
+        objective=args.objective,
+        steps=args.steps,
+        meta_batch=args.meta_batch,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        load_size=args.load_size,
+        lr=args.lr,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        out=args.out,
+        device=args.device,
+        time_limit_s=args.time_limit,
+        max_images=args.max_images,
+        max_params=args.max_params,
+        init=args.init,
+    )
+    train(config, export=args.export)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperinit", description="Hypernetwork initialisation for medical imaging models."
@@ -229,6 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="data folder (HYPERINIT_DATA)")
     p.add_argument("--list", action="store_true", help="list the cells and time estimates")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("train", help="train (or resume) a hypernetwork; works under torchrun")
+    p.add_argument("--modality", default="xray", help="modality the checkpoint is for")
+    p.add_argument("--data", default=None, help="folder of unlabelled images (default: bundled)")
+    p.add_argument("--objective", default="rotation", help="rotation, c2l, rotation+c2l, ...")
+    p.add_argument("--steps", type=int, default=500, help="optimisation steps")
+    p.add_argument("--meta-batch", type=int, default=2, help="architectures per step")
+    p.add_argument("--batch-size", type=int, default=32, help="images per step")
+    p.add_argument("--image-size", type=int, default=48, help="training crop size in px")
+    p.add_argument("--load-size", type=int, default=80, help="images are decoded at this px")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
+    p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    p.add_argument("--seed", type=int, default=0, help="seed of the run")
+    p.add_argument("--out", default="runs/hyperinit", help="run folder (state, log.csv)")
+    p.add_argument("--export", default=None, help="save the hypernetwork here (out/hypernet)")
+    p.add_argument("--device", default=None, help="cpu, cuda ... (default: cuda if present)")
+    p.add_argument("--time-limit", type=float, default=None, help="pause after this many s")
+    p.add_argument("--max-images", type=int, default=None, help="use at most this many images")
+    p.add_argument("--max-params", type=int, default=3_000_000, help="largest architecture")
+    p.add_argument("--init", default=None, help="checkpoint to start from (default: reference)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 
