@@ -317,10 +317,18 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--stage", choices=["all", "pretrain", "eval"], default="all")
+    ap.add_argument(
+        "--default-only", action="store_true", help="only the default-init cells (no pretraining)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     CACHE.mkdir(parents=True, exist_ok=True)
+    if args.default_only:  # can run beside the pretraining; results are cached per cell
+        for seed in args.seeds:
+            log.info("probe %s", linear_probe("default", Path(), seed))
+            log.info("finetune %s", finetune("default", Path(), seed, args.finetune_epochs))
+        return
     timing_file = CACHE / "step_time.json"
     if timing_file.exists():
         timing = json.loads(timing_file.read_text())

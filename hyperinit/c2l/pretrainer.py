@@ -303,8 +303,10 @@ class C2LPretrainer:
     def _momentum_update(self) -> None:
         """teacher = m * teacher + (1 - m) * student for parameters; buffers copied."""
         m = self.momentum
-        for pt, ps in zip(self.teacher.parameters(), self.student.parameters()):
-            pt.mul_(m).add_(ps.detach(), alpha=1.0 - m)
+        t_params = list(self.teacher.parameters())
+        s_params = [p.detach() for p in self.student.parameters()]
+        torch._foreach_mul_(t_params, m)
+        torch._foreach_add_(t_params, s_params, alpha=1.0 - m)
         for bt, bs in zip(self.teacher.buffers(), self.student.buffers()):
             bt.copy_(bs)
 
