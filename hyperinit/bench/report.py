@@ -382,20 +382,27 @@ def _goals(results: list[dict]) -> list[str]:
                 continue
             diff = hyp[0] - base[0]
             verdict = "**met**" if diff > 0 else "**missed**"
-            clear = " (by more than the larger std)" if diff > max(hyp[1], base[1]) else ""
+            seeds_ok = min(hyp[2], base[2]) >= 2
+            clear = (
+                " (by more than the larger std)" if seeds_ok and diff > max(hyp[1], base[1]) else ""
+            )
+            clear += "" if seeds_ok else " (one seed: not conclusive)"
             lines.append(
                 f"- {task}, {100 * f:g} % labels, ResNet-18: hyperinit (own modality) "
                 f"{hyp[0]:.3f} vs default {base[0]:.3f} ({diff:+.3f}, n={hyp[2]}/{base[2]}): "
-                f"ahead of default {verdict}{clear if diff > 0 else ''}."
+                f"ahead of default {verdict}{clear}."
             )
             conv = convergence_epochs(results, task, r18, f)
             if conv.get("default") and "hyperinit:own" in conv:
                 e_d, e_h = conv["default"], conv["hyperinit:own"]
                 ok = e_h is not None and e_h <= e_d / 2
+                verdict = "**met**" if ok else "**missed**"
+                if e_d == 1:
+                    verdict = "not measurable (default converges in the first epoch)"
                 lines.append(
                     f"  - convergence: reaches {CONVERGED:.0%} of default's best mean validation "
                     f"score at epoch {e_h if e_h else 'never'} vs default's {e_d}: "
-                    f"≤ half the epochs {'**met**' if ok else '**missed**'}."
+                    f"≤ half the epochs {verdict}."
                 )
             c2l = agg.get((task, r18, "c2l", f, "all_layers"))
             if c2l:

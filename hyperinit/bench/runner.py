@@ -383,7 +383,7 @@ def run_cell(
                 loss.backward()
                 opt.step()
                 sched.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             bar.update()
         state["train_loss"].append(float(np.mean(losses)))
         metrics = _evaluate(model, data, splits["val"], task)

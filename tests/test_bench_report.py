@@ -1,0 +1,118 @@
+"""REPORT.md from fixture cell JSON: tables, goal verdicts, convergence epochs and figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hyperinit.bench import Cell
+from hyperinit.bench.report import aggregate, convergence_epochs, load_results, write_report
+
+
+def _result(task, init, seed, test, val_curve, fraction=0.1, cams=None, primary="auc"):
+    cell = Cell(task, "timm:resnet18", init, fraction=fraction, seed=seed, epochs=len(val_curve))
+    cfg = cell.config()
+    return {
+        "version": 1,
+        "cell": cfg,
+        "key": cell.key(),
+        "task": {"name": task, "primary": primary},
+        "test": {primary: test},
+        "test_final": {primary: test - 0.01},
+        "curves": {
+            "train_loss": [1.0 / (e + 1) for e in range(len(val_curve))],
+            "val": [{primary: v} for v in val_curve],
+        },
+        "val_split": "val",
+        "cams": cams or {},
+        "cam_files": ["missing.png"] if cams else [],
+        "cam_size": 16,
+        "n_train": 470,
+        "n_val": 523,
+        "n_test": 624,
+        "build_seconds": 0.1,
+        "train_seconds": 60.0,
+        "params": 11_000_000,
+        "init_info": {"init_seconds": 0.2, "modality": "xray", "checkpoint": "embedded:reference"},
+        "torch_threads": 1,
+        "device": "cpu",
+        "torch": "x",
+    }
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    cam = {"1": [[[0.0, 1.0], [0.5, 0.2]]], "3": [[[1.0, 0.0], [0.5, 0.2]]]}
+    rows = [
+        _result("chest_xray", "default", 0, 0.70, [0.5, 0.6, 0.7, 0.8], cams=cam),
+        _result("chest_xray", "default", 1, 0.72, [0.5, 0.6, 0.7, 0.8]),
+        _result("chest_xray", "hyperinit:own", 0, 0.80, [0.75, 0.8, 0.8, 0.8], cams=cam),
+        _result("chest_xray", "hyperinit:own", 1, 0.82, [0.75, 0.8, 0.8, 0.8]),
+        _result("chest_xray", "default", 0, 0.90, [0.9], fraction=1.0),
+        _result("chest_xray", "hyperinit:own", 0, 0.91, [0.9], fraction=1.0),
+        _result("busi", "default", 0, 0.66, [0.6, 0.7], primary="macro_auc"),
+        _result("busi", "hyperinit:own", 0, 0.60, [0.5, 0.6], primary="macro_auc"),
+    ]
+    (tmp_path / "cells").mkdir()
+    for r in rows:
+        (tmp_path / "cells" / f"{r['key']}.json").write_text(json.dumps(r))
+    (tmp_path / "inittime").mkdir()
+    (tmp_path / "inittime" / "timm-resnet18.json").write_text(
+        json.dumps(
+            {
+                "arch": "timm:resnet18",
+                "params": 11_171_266,
+                "build_seconds": 0.35,
+                "init_seconds": 0.19,
+                "repeats": 3,
+                "threads": 1,
+                "size": 64,
+            }
+        )
+    )
+    return tmp_path
+
+
+def test_aggregate_and_convergence(results_dir):
+    results = load_results([results_dir])
+    agg = aggregate(results)
+    m, s, n = agg[("chest_xray", "timm:resnet18", "hyperinit:own", 0.1, "all_layers")]
+    assert (m, n) == (pytest.approx(0.81), 2) and s == pytest.approx(0.01414, abs=1e-4)
+    # default best mean 0.8 -> target 0.784: default reaches it at epoch 4, hyperinit at 2
+    conv = convergence_epochs(results, "chest_xray", "timm:resnet18", 0.1)
+    assert conv == {"default": 4, "hyperinit:own": 2}
+
+
+def test_report_tables_goals_and_figures(results_dir, tmp_path):
+    out = write_report(
+        [results_dir],
+        tmp_path / "out" / "REPORT.md",
+        command="hyperinit bench x",
+        planned=[Cell("ct_covid", tags=("core",))],
+    )
+    text = out.read_text()
+    assert "`hyperinit bench x`" in text
+    assert (
+        "| chest_xray | auc | resnet18 | 0.710 ± 0.014 (n=2) | 0.810 ± 0.014 (n=2) (+0.100) |"
+        in text
+    )
+    assert (
+        "hyperinit (own modality) 0.810 vs default 0.710 (+0.100, n=2/2): ahead of default **met**"
+        in text
+    )
+    assert "at epoch 2 vs default's 4: ≤ half the epochs **met**" in text
+    assert "busi, 10 % labels, ResNet-18: hyperinit (own modality) 0.600 vs default 0.660" in text
+    assert "ahead of default **missed** (one seed: not conclusive)" in text
+    assert "vs C2L: **not run**" in text
+    assert "| core | 0 / 1 |" in text  # the planned ct_covid cell has not run
+    assert "| resnet18 | 11.2 M | 0.350 | 0.190 |" in text
+    for name in ("sweep", "convergence", "cams"):
+        assert (tmp_path / "out" / f"report_{name}.png").stat().st_size > 1000
+        assert f"report_{name}.png" in text
+
+
+def test_report_without_results(tmp_path):
+    text = write_report([tmp_path], tmp_path / "R.md").read_text()
+    assert "No cell has finished yet." in text
