@@ -531,3 +531,19 @@ def test_example_script_runs(data_dir, tmp_path, monkeypatch, capsys):
     runpy.run_path(str(script), run_name="__main__")
     out = capsys.readouterr().out
     assert "C2L loss" in out and "left at init: ['fc.weight', 'fc.bias']" in out
+
+
+def test_teacher_runs_without_dropout_but_with_batch_statistics(xrays):
+    torch.manual_seed(0)
+    net = nn.Sequential(TinyNet(), nn.Dropout(0.5))
+    trainer = C2LPretrainer(net, image_size=24, queue_size=64)
+    trainer.fit(Images(xrays[:16]), epochs=1, batch_size=8, max_steps_per_epoch=1, progress=False)
+    trainer.student.train()  # fit leaves the student in eval mode
+    trainer._setup(
+        lr=0.01, weight_decay=0, sgd_momentum=0, lr_milestones=(), lr_gamma=1, total_steps=1,
+        seed=0,
+    )  # fmt: skip
+    drop = trainer.teacher.backbone[1]
+    bns = [m for m in trainer.teacher.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert not drop.training and all(m.training for m in bns)
+    assert trainer.student.backbone[1].training

@@ -522,7 +522,12 @@ class C2LPretrainer:
             self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
             self.teacher = nn.SyncBatchNorm.convert_sync_batchnorm(self.teacher)
         self.student.to(self._device).train()
-        self.teacher.to(self._device).train()
+        # as the official code: teacher in eval mode (no dropout / drop-path) but its batch
+        # norms in train mode (batch statistics)
+        self.teacher.to(self._device).eval()
+        for m in self.teacher.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
         self.queue.to(self._device)
         params = [p for p in self.student.parameters() if p.requires_grad]
         self._optimizer = torch.optim.SGD(
