@@ -401,7 +401,8 @@ class C2LPretrainer:
         Args:
             data: a folder of unlabelled images (any depth), a Dataset of images (or
                 ``(image, ...)`` tuples) or a DataLoader of (B, C, H, W) batches (the views are
-                then augmented in this process).
+                then augmented in this process; under torchrun give it a DistributedSampler
+                and ``drop_last=True`` so that every rank sees as many equal batches).
             epochs, batch_size: per process (under torchrun the global batch is world x batch).
             lr, weight_decay, sgd_momentum: SGD as the seed (0.03, 1e-4, 0.9).
             lr_milestones, lr_gamma: lr x ``lr_gamma`` at these fractions of all steps (the
@@ -410,7 +411,9 @@ class C2LPretrainer:
             checkpoint_dir: write ``last.pt`` (atomic) after every epoch, plus
                 ``history.json`` and ``steps.csv``.
             resume: True to continue from ``checkpoint_dir/last.pt`` if it exists, or a path.
-            seed: seeds data order, augmentations, mixup and the queue's fresh start.
+            seed: seeds data order, augmentations and mixup (re-seeded from ``(seed, epoch,
+                rank)`` at each epoch, so a resumed run repeats an uninterrupted one). The
+                head and queue start from the global RNG at construction.
             device: default ``cuda`` (this rank's GPU) if available, else ``cpu``.
             amp: float16 autocast + GradScaler on CUDA (ignored on CPU).
             on_epoch_end: called as ``f(self, epoch)`` after each epoch's checkpoint.
