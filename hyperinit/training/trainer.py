@@ -427,9 +427,9 @@ class HyperTrainer:
                 stop_after is not None and self.step >= stop_after and self.step < cfg.steps
             )
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or over:
-                self.save_state()
-                self._write_log(pending, append=True)
+                self._write_log(pending, append=True)  # log first: resume truncates it
                 pending = []
+                self.save_state()
             if over:
                 log.info("paused at step %d (time limit); resume to continue", self.step)
                 stopped = True
