@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from hyperinit.bench import Cell
-from hyperinit.bench.report import aggregate, convergence_epochs, load_results, write_report
+from hyperinit.bench.report import (
+    aggregate,
+    convergence_epochs,
+    load_results,
+    same_setting,
+    write_report,
+)
 
 
 def _result(task, init, seed, test, val_curve, fraction=0.1, cams=None, primary="auc"):
@@ -50,8 +56,9 @@ def results_dir(tmp_path: Path) -> Path:
         _result("chest_xray", "default", 1, 0.72, [0.5, 0.6, 0.7, 0.8]),
         _result("chest_xray", "hyperinit:own", 0, 0.80, [0.75, 0.8, 0.8, 0.8], cams=cam),
         _result("chest_xray", "hyperinit:own", 1, 0.82, [0.75, 0.8, 0.8, 0.8]),
-        _result("chest_xray", "default", 0, 0.90, [0.9], fraction=1.0),
-        _result("chest_xray", "hyperinit:own", 0, 0.91, [0.9], fraction=1.0),
+        _result("chest_xray", "default", 0, 0.90, [0.9] * 4, fraction=1.0),
+        _result("chest_xray", "hyperinit:own", 0, 0.91, [0.9] * 4, fraction=1.0),
+        _result("chest_xray", "hyperinit:own", 5, 0.99, [0.9]),  # other setting: 1 epoch
         _result("busi", "default", 0, 0.66, [0.6, 0.7], primary="macro_auc"),
         _result("busi", "hyperinit:own", 0, 0.60, [0.5, 0.6], primary="macro_auc"),
     ]
@@ -76,7 +83,8 @@ def results_dir(tmp_path: Path) -> Path:
 
 
 def test_aggregate_and_convergence(results_dir):
-    results = load_results([results_dir])
+    results, left = same_setting(load_results([results_dir]))
+    assert [r["cell"]["seed"] for r in left] == [5]
     agg = aggregate(results)
     m, s, n = agg[("chest_xray", "timm:resnet18", "hyperinit:own", 0.1, "all_layers")]
     assert (m, n) == (pytest.approx(0.81), 2) and s == pytest.approx(0.01414, abs=1e-4)
@@ -106,11 +114,12 @@ def test_report_tables_goals_and_figures(results_dir, tmp_path):
     assert "busi, 10 % labels, ResNet-18: hyperinit (own modality) 0.600 vs default 0.660" in text
     assert "ahead of default **missed** (one seed: not conclusive)" in text
     assert "vs C2L: **not run**" in text
+    assert "1 finished cell(s) with another training setting" in text and "__s5__" in text
     assert "| core | 0 / 1 |" in text  # the planned ct_covid cell has not run
     assert "| resnet18 | 11.2 M | 0.350 | 0.190 |" in text
     for name in ("sweep", "convergence", "cams"):
-        assert (tmp_path / "out" / f"report_{name}.png").stat().st_size > 1000
-        assert f"report_{name}.png" in text
+        assert (tmp_path / "out" / "suite_figures" / f"report_{name}.png").stat().st_size > 1000
+        assert f"(suite_figures/report_{name}.png)" in text
 
 
 def test_report_without_results(tmp_path):

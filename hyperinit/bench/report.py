@@ -39,6 +39,24 @@ def load_results(dirs: Iterable[str | Path]) -> list[dict]:
     return list(seen.values())
 
 
+SETTING = ("size", "epochs", "batch_size", "lr", "max_train", "max_eval", "min_steps_per_epoch")
+
+
+def same_setting(results: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Split results into those with their task's most common training setting (size,
+    epochs, batch, rate, caps) and the rest, so that tables never mix settings."""
+    by_task: dict[str, list[dict]] = defaultdict(list)
+    for r in results:
+        by_task[r["cell"]["task"]].append(r)
+    kept, left = [], []
+    for rs in by_task.values():
+        settings = [tuple(r["cell"].get(k) for k in SETTING) for r in rs]
+        common = max(set(settings), key=settings.count)
+        for r, st in zip(rs, settings, strict=True):
+            (kept if st == common else left).append(r)
+    return kept, left
+
+
 def _ms(values: Sequence[float]) -> tuple[float, float, int]:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     if not vals:
@@ -454,9 +472,11 @@ def write_report(
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    results = load_results(dirs)
+    results, left_out = same_setting(load_results(dirs))
     stem = out.stem.lower()
-    figs = {name: out.parent / f"{stem}_{name}.png" for name in ("sweep", "convergence", "cams")}
+    fig_dir = out.parent / "suite_figures"
+    fig_dir.mkdir(exist_ok=True)
+    figs = {name: fig_dir / f"{stem}_{name}.png" for name in ("sweep", "convergence", "cams")}
     L: list[str] = [
         "# hyperinit benchmark report",
         "",
@@ -512,6 +532,12 @@ def write_report(
         rows,
     )
     notes = [f"- {t.name}: {t.note}" for t in TASKS.values() if t.note]
+    if left_out:
+        notes.append(
+            f"- {len(left_out)} finished cell(s) with another training setting than their "
+            "task's usual one are left out of every table: "
+            + ", ".join(sorted(r["key"] for r in left_out)[:10])
+        )
     L += ["", *notes, ""]
     cov = _coverage(results, planned)
     if cov:
@@ -531,13 +557,13 @@ def write_report(
     if frac:
         L += ["## Label-fraction sweep (ResNet-18, test primary metric)", "", *frac]
     if _plot_sweep(results, figs["sweep"]):
-        L += [f"![label-fraction sweep]({figs['sweep'].name})", ""]
+        L += [f"![label-fraction sweep](suite_figures/{figs['sweep'].name})", ""]
     conv_tasks = _plot_convergence(results, figs["convergence"])
     if conv_tasks:
         L += [
             "## Convergence (ResNet-18, 10 % labels, mean ± std over seeds)",
             "",
-            f"![convergence curves]({figs['convergence'].name})",
+            f"![convergence curves](suite_figures/{figs['convergence'].name})",
             "",
             f"Epoch at which the mean validation curve first reaches {CONVERGED:.0%} of the "
             "default init's best mean validation score:",
@@ -552,7 +578,7 @@ def write_report(
         L += [
             "## Grad-CAM during fine-tuning (seed 0; first test images with a finding)",
             "",
-            f"![CAMs]({figs['cams'].name})",
+            f"![CAMs](suite_figures/{figs['cams'].name})",
             "",
         ]
     sch = _scheme_table(results)
