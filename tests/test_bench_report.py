@@ -115,7 +115,7 @@ def test_report_tables_goals_and_figures(results_dir, tmp_path):
     assert "ahead of default **missed** (one seed: not conclusive)" in text
     assert "vs C2L: **not run**" in text
     assert "1 finished cell(s) with another training setting" in text and "__s5__" in text
-    assert "| core | 0 / 1 |" in text  # the planned ct_covid cell has not run
+    assert "| core | 0 / 1 | 0.0 h |" in text  # the planned ct_covid cell has not run
     assert "| resnet18 | 11.2 M | 0.350 | 0.190 |" in text
     for name in ("sweep", "convergence", "cams"):
         assert (tmp_path / "out" / "suite_figures" / f"report_{name}.png").stat().st_size > 1000

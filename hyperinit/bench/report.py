@@ -437,14 +437,20 @@ def _goals(results: list[dict]) -> list[str]:
 def _coverage(results: list[dict], planned: Sequence[Any] | None) -> list[str]:
     if not planned:
         return []
+    from hyperinit.bench.suites import estimate_seconds
+
     done = {r["key"] for r in results}
-    by_tag: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_tag: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
     for cell in planned:
-        tag = cell.tags[0] if cell.tags else "other"
-        by_tag[tag][1] += 1
-        by_tag[tag][0] += cell.key() in done
-    rows = [[t, f"{d} / {n}"] for t, (d, n) in by_tag.items()]
-    return _table(["part of the suite", "cells finished / planned"], rows)
+        row = by_tag[cell.tags[0] if cell.tags else "other"]
+        row[1] += 1
+        if cell.key() in done:
+            row[0] += 1
+        else:
+            row[2] += estimate_seconds(cell)
+    rows = [[t, f"{d} / {n}", f"{s / 3600:.1f} h"] for t, (d, n, s) in by_tag.items()]
+    header = ["part of the suite", "cells finished / planned", "estimated time left (2 cores)"]
+    return _table(header, rows)
 
 
 def _checkpoints(results: list[dict]) -> list[str]:
