@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,7 +24,7 @@ from torch import nn
 
 from hyperinit.errors import BenchConfigError
 
-__all__ = ["InitFn", "apply_init", "init_label"]
+__all__ = ["InitFn", "apply_init", "hypernet_version", "init_label"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,36 @@ def init_label(init: str | InitFn, name: str | None = None) -> str:
     if kind.startswith("hyperinit") and arg and Path(arg).exists():
         return f"{kind}:{Path(arg).name}"
     return init
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, mtime: float) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
+
+
+def hypernet_version(init: str | InitFn, modality: str) -> str | None:
+    """Which hypernetwork a ``hyperinit:`` init uses, for cache keys: the sha256 prefix of a
+    trained registry checkpoint or of a checkpoint directory's ``model.safetensors``.
+
+    ``None`` for other inits and for the untrained reference, so that results made before any
+    trained checkpoint existed keep their keys and a trained checkpoint gets new cells.
+    """
+    if callable(init) or not init.startswith(("hyperinit:", "hyperinit-all:")):
+        return None
+    arg = init.partition(":")[2]
+    arg = modality if arg == "own" else arg
+    weights = Path(arg) / "model.safetensors"
+    if weights.is_file():
+        return _file_digest(str(weights), weights.stat().st_mtime)
+    from hyperinit.modalities import MODALITIES, get_modality
+
+    names = MODALITIES if arg == "auto" else (arg,)
+    shas = [
+        get_modality(n).sha256.get("model.safetensors", "")[:8]
+        for n in names
+        if get_modality(n).trained
+    ]
+    return "-".join(shas) if shas else None
 
 
 def _encoder_only(model: nn.Module) -> list[str] | None:

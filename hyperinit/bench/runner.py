@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyperinit.bench.cam import grad_cam, pick_cam_layer
-from hyperinit.bench.inits import InitFn, apply_init, init_label
+from hyperinit.bench.inits import InitFn, apply_init, hypernet_version, init_label
 from hyperinit.bench.metrics import dice
 from hyperinit.bench.tasks import SplitData, Task, classification_metrics, get_task, load_task_split
 from hyperinit.errors import BenchConfigError
@@ -123,6 +123,9 @@ class Cell:
         if isinstance(self.init, str) and self.init.startswith("c2l:"):
             d["init_path"] = self.init.partition(":")[2]
         d.pop("arch_name"), d.pop("init_name")
+        version = hypernet_version(self.init, get_task(self.task).modality)
+        if version:  # a trained or user checkpoint: its own cells
+            d["hypernet"] = version
         return d
 
     def key(self) -> str:
