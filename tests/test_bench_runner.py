@@ -140,3 +140,21 @@ def test_hyperinit_init_is_recorded(fake_data, tmp_path):
     )
     assert r["init_info"]["modality"] == "xray"
     assert r["init_info"]["predicted_elements"] > 0
+
+
+def test_checkpoint_dir_gets_its_own_key(tmp_path):
+    import hashlib
+    import shutil
+
+    from hyperinit.modalities import get_modality
+
+    folder = tmp_path / "ck"
+    shutil.copytree(get_modality("xray").path, folder)
+    weights = (folder / "model.safetensors").read_bytes()
+    cell = Cell("chest_xray", init=f"hyperinit:{folder}")
+    assert cell.config()["hypernet"] == hashlib.sha256(weights).hexdigest()[:8]
+    assert cell.init_label == "hyperinit:ck"
+    assert "hypernet" not in Cell("chest_xray", init="hyperinit:own").config()  # untrained ref
+    before = cell.key()
+    (folder / "model.safetensors").write_bytes(weights + b"\0")
+    assert cell.key() != before
