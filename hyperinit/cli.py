@@ -143,6 +143,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             results,
             shard=(i, n),
             tags=tuple(args.only or ()),
+            inits=tuple(args.init or ()),
             max_cells=args.max_cells,
             device=args.device,
             data_root=args.data_root,
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, help="report path (RESULTS/REPORT.md)")
     p.add_argument("--c2l", default=None, help="a C2L checkpoint: adds c2l:<path> cells")
     p.add_argument("--only", action="append", help="run cells with this tag (core, sweep...)")
+    p.add_argument("--init", action="append", help="run cells with this init label")
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th cell from the I-th")
     p.add_argument("--max-cells", type=int, default=None, help="stop after this many cells")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 when shared)")

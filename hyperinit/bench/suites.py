@@ -212,11 +212,12 @@ def run_suite(
     *,
     shard: tuple[int, int] = (0, 1),
     tags: tuple[str, ...] = (),
+    inits: tuple[str, ...] = (),
     max_cells: int | None = None,
     **run_kwargs: Any,
 ) -> list[dict]:
-    """Run the cells not yet finished (those of shard ``i`` of ``n`` and with one of ``tags``
-    if given), in order, and return every finished result of the selection.
+    """Run the cells not yet finished (those of shard ``i`` of ``n``, with one of ``tags`` and
+    one of the init labels ``inits`` if given), in order; return the selection's results.
 
     A failing cell is logged and skipped, so one broken architecture does not stop a suite.
     """
@@ -226,7 +227,11 @@ def run_suite(
 
     i, n = shard
     chosen = [
-        c for k, c in enumerate(cells) if k % n == i and (not tags or set(c.tags) & set(tags))
+        c
+        for k, c in enumerate(cells)
+        if k % n == i
+        and (not tags or set(c.tags) & set(tags))
+        and (not inits or c.init_label in inits)
     ]
     if max_cells is not None:
         chosen = chosen[:max_cells]
