@@ -162,10 +162,11 @@ def _trainable(model: nn.Module, scheme: str) -> list[nn.Parameter]:
     if scheme in ("all_layers", "metalr"):
         return [p for p in model.parameters() if p.requires_grad]
     from hyperinit import finetune
+    from hyperinit.metalr import layer_groups
 
     if scheme == "last_layer_only":
         return finetune.last_layer_only(model)
-    depth = len(__import__("hyperinit.metalr", fromlist=["layer_groups"]).layer_groups(model))
+    depth = len(layer_groups(model))
     if scheme == "layerwise":  # freeze the lowest ~40 % of the layers
         return finetune.layerwise(model, max(1, round(0.4 * depth)))
     m, n = 2, max(2, round(0.5 * depth))  # bidirectional: freeze the middle, train both ends
