@@ -42,7 +42,7 @@ def _args(data: Path, out: Path, steps: int) -> list[str]:
         "--checkpoint-every",
         "2",
         "--batch-size",
-        "4",
+        "8",
         "--image-size",
         "32",
         "--load-size",

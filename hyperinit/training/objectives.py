@@ -122,23 +122,59 @@ def augment(x: Tensor, generator: torch.Generator, max_rotation: float = 10.0) -
     return (y - mean) * gain + mean + shift
 
 
+def _prototype_logits(
+    feats: Tensor, labels: Tensor, classes: int, temperature: float
+) -> tuple[Tensor, Tensor]:
+    """Nearest-prototype logits, no per-architecture weights: the batch is split in halves,
+    each half is classified by cosine similarity to the class means of the other half.
+    Returns ``(logits, labels)`` in the order of ``feats``."""
+    f = F.normalize(feats.float(), dim=1)
+    half = len(f) // 2
+    parts = []
+    for q, s in ((slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))):
+        onehot = F.one_hot(labels[s], classes).float()
+        protos = F.normalize(onehot.t() @ f[s], dim=1)
+        parts.append(f[q] @ protos.t() / temperature)
+    return torch.cat(parts), labels
+
+
+def _balanced_labels(b: int, classes: int, generator: torch.Generator) -> Tensor:
+    """Labels with every class in each half of the batch, shuffled within halves."""
+    half = b // 2
+    out = []
+    for n in (half, b - half):
+        lab = torch.arange(n) % classes
+        out.append(lab[torch.randperm(n, generator=generator)])
+    return torch.cat(out)
+
+
 @register_objective
 class RotationObjective(Objective):
     """Predict which of 4 rotations (0, 90, 180, 270 degrees) was applied (one per image,
-    after a random horizontal flip)."""
+    after a random horizontal flip).
+
+    Features go through a small shared head and are classified by their nearest class
+    prototype (the mean of the other half of the batch): a classifier with no weights of its
+    own, so the task is the same for every architecture and rewards features in which the
+    rotations separate, whatever network produced them.
+    """
 
     name = "rotation"
 
-    def __init__(self, feature_dim: int = 128):
+    def __init__(self, feature_dim: int = 128, temperature: float = 0.1):
         super().__init__(feature_dim)
-        self.head = _head(feature_dim, 4)
+        if temperature <= 0:
+            raise ObjectiveError(f"temperature must be > 0, got {temperature}")
+        self.head = _head(feature_dim, feature_dim)
+        self.temperature = temperature
 
     @staticmethod
     def make_task(x: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """``(rotated images, labels)``: image ``i`` is flipped at random, then rotated by
-        ``labels[i] * 90`` degrees (counter-clockwise)."""
+        ``labels[i] * 90`` degrees (counter-clockwise); each half of the batch holds every
+        rotation."""
         b = x.shape[0]
-        k = torch.randint(4, (b,), generator=generator).to(x.device)
+        k = _balanced_labels(b, 4, generator).to(x.device)
         flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
         rotated = torch.stack([torch.rot90(x[i], int(k[i]), (1, 2)) for i in range(b)])
@@ -146,70 +182,73 @@ class RotationObjective(Objective):
 
     def forward(self, net: Network, x: Tensor, generator: torch.Generator) -> ObjectiveOutput:
         b = x.shape[0]
+        if b < 8:
+            raise ObjectiveError(f"rotation needs batches of at least 8 images, got {b}")
         rotated, k = self.make_task(x, generator)
-        logits = self.head(net(rotated))
-        loss = F.cross_entropy(logits.float(), k)
+        logits, k = _prototype_logits(self.head(net(rotated)), k, 4, self.temperature)
+        loss = F.cross_entropy(logits, k)
         acc = (logits.argmax(1) == k).float().mean()
         return ObjectiveOutput(loss, acc, {"rot_loss": loss.item(), "rot_acc": acc.item()}, b)
 
 
 @register_objective
 class C2LObjective(Objective):
-    """Comparing-to-Learn (three InfoNCE terms with batch mixup, :func:`hyperinit.c2l.c2l_loss`)
-    on two augmented views, negatives from a queue of recent keys.
+    """Comparing-to-Learn: the three InfoNCE terms with batch mixup of
+    :func:`hyperinit.c2l.c2l_loss`, on two augmented views.
 
     The teacher is the predicted network itself with stopped gradients (momentum 0): an EMA
-    copy of the hypernetwork would double the prediction cost for every architecture.
+    copy of the hypernetwork would double the prediction cost of every architecture. Negatives
+    are the teacher's keys of the other half of the batch, from the same architecture (a
+    feature queue would mix the feature spaces of different architectures); mixup pairs stay
+    within each half.
     """
 
     name = "c2l"
 
-    def __init__(
-        self,
-        feature_dim: int = 128,
-        queue_size: int = 2048,
-        temperature: float = 0.1,
-        mixup_alpha: float = 1.0,
-    ):
+    def __init__(self, feature_dim: int = 128, temperature: float = 0.1, mixup_alpha: float = 1.0):
         super().__init__(feature_dim)
-        if queue_size < 1 or temperature <= 0 or mixup_alpha <= 0:
-            raise ObjectiveError("c2l needs queue_size >= 1, temperature > 0, mixup_alpha > 0")
+        if temperature <= 0 or mixup_alpha <= 0:
+            raise ObjectiveError("c2l needs temperature > 0 and mixup_alpha > 0")
         self.head = _head(feature_dim, feature_dim)
         self.temperature, self.mixup_alpha = temperature, mixup_alpha
-        self.register_buffer("queue", torch.zeros(queue_size, feature_dim))
-        self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-        self.register_buffer("queue_len", torch.zeros((), dtype=torch.long))
-
-    @torch.no_grad()
-    def _enqueue(self, keys: Tensor) -> None:
-        n = self.queue.shape[0]
-        keys = keys[-n:]
-        idx = (self.queue_ptr + torch.arange(len(keys), device=keys.device)) % n
-        self.queue[idx] = keys.to(self.queue)
-        self.queue_ptr.copy_((self.queue_ptr + len(keys)) % n)
-        self.queue_len.copy_(torch.clamp(self.queue_len + len(keys), max=n))
 
     def forward(self, net: Network, x: Tensor, generator: torch.Generator) -> ObjectiveOutput:
         b = x.shape[0]
+        if b < 4:
+            raise ObjectiveError(f"c2l needs batches of at least 4 images, got {b}")
+        half = b // 2
         x1, x2 = augment(x, generator), augment(x, generator)
-        xm1, xm2, lam, perm = batch_mixup(x1, x2, self.mixup_alpha, generator)
+        mixes = [
+            batch_mixup(x1[s], x2[s], self.mixup_alpha, generator)
+            for s in (slice(0, half), slice(half, None))
+        ]
+        xm1 = torch.cat([m[0] for m in mixes])
+        xm2 = torch.cat([m[1] for m in mixes])
         student = self.head(net(torch.cat([x1, xm1])))
         with torch.no_grad():
             teacher = self.head(net(torch.cat([x2, xm2])))
-        queue = self.queue[: int(self.queue_len)]
-        out = c2l_loss(
-            student[:b],
-            student[b:],
-            teacher[:b],
-            teacher[b:],
-            queue,
-            lam=lam,
-            perm=perm,
-            temperature=self.temperature,
-        )
-        self._enqueue(out.keys)
-        metrics = {"c2l_loss": out.loss.item(), "c2l_acc": out.accuracy.item()}
-        return ObjectiveOutput(out.loss, out.accuracy, metrics, 4 * b)
+        v1a, v1m, v2a, v2m = student[:b], student[b:], teacher[:b], teacher[b:]
+        losses, accs = [], []
+        for (lam, perm), (q, n) in zip(
+            [(m[2], m[3]) for m in mixes],
+            [(slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))],
+        ):
+            out = c2l_loss(
+                v1a[q],
+                v1m[q],
+                v2a[q],
+                v2m[q],
+                v2a[n].detach(),
+                lam=lam,
+                perm=perm,
+                temperature=self.temperature,
+            )
+            losses.append(out.loss)
+            accs.append(out.accuracy)
+        loss = (losses[0] + losses[1]) / 2
+        acc = (accs[0] + accs[1]) / 2
+        metrics = {"c2l_loss": loss.item(), "c2l_acc": acc.item()}
+        return ObjectiveOutput(loss, acc, metrics, 4 * b)
 
 
 class CombinedObjective(Objective):

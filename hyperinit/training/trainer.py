@@ -71,6 +71,8 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (always one at the end).
         time_limit_s: stop (with a checkpoint) after this much wall time; resume continues.
         init: hypernetwork checkpoint to start from (None: the reference initialisation).
+        structured_fraction: start with this share of each predicted weight's variance in the
+            learned (structured) part instead of the checkpoint's; the rest is seeded noise.
     """
 
     modality: str = "xray"
@@ -97,6 +99,7 @@ class TrainConfig:
     device: str | None = None
     time_limit_s: float | None = None
     init: str | None = None
+    structured_fraction: float | None = None
     max_images: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -222,6 +225,8 @@ class HyperTrainer:
             from hyperinit.hypernet.reference import make_reference
 
             self.hypernet = make_reference()
+        if config.structured_fraction is not None:
+            self._set_structured_fraction(config.structured_fraction)
         self.hypernet.to(self.device).train()
         torch.manual_seed(_seed_of(config.seed, 17) % (1 << 31))
         self.objective = create_objective(config.objective, config.feature_dim).to(self.device)
@@ -239,6 +244,15 @@ class HyperTrainer:
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
+
+    def _set_structured_fraction(self, fraction: float) -> None:
+        if not 0 < fraction < 1:
+            raise TrainingError(f"structured_fraction must be in (0, 1), got {fraction}")
+        phi = math.acos(math.sqrt(fraction)) / (math.pi / 2)
+        with torch.no_grad():
+            self.hypernet.mix.weight.zero_()
+            self.hypernet.mix.bias.fill_(math.log(phi / (1 - phi)))
+        self.hypernet.config.structured_fraction = fraction
 
     # -- data and architectures ----------------------------------------------------------------
     def _files(self) -> list[Path]:

@@ -1,0 +1,176 @@
+"""Quick downstream check of each trained modality checkpoint against default init.
+
+Per modality: fine-tune ResNet-18 and two held-out architectures (never drawn in training,
+hyperinit.archspace.HELD_OUT_MODELS) on the modality's task with 10 % of the training labels,
+3 seeds, 5 epochs at 64 px (DRIVE segmentation: 128 px), starting from PyTorch's default init,
+from the modality's trained checkpoint (hyperinit/checkpoints/<modality>) and, optionally, from
+the untrained reference hypernetwork (separates the effect of training from hyperinit's scaling).
+Uses hyperinit.bench.run_cell (cached per cell, so re-running resumes). Writes
+``benchmarks/results/downstream_<modality>.{json,md,png}``.
+
+    python benchmarks/downstream_check.py --modalities xray ct --inits default trained reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+from pathlib import Path
+
+import torch
+
+from hyperinit.bench.runner import Cell, run_cell
+from hyperinit.bench.tasks import get_task
+
+TASK = {
+    "xray": "chest_xray",
+    "ct": "ct_covid",
+    "ultrasound": "busi",
+    "dermoscopy": "dermamnist",
+    "fundus": "drive",
+    "mixed": "chest_xray",
+}
+ARCHS = ("timm:resnet18", "timm:regnetx_002", "timm:mobilenetv3_small_100")
+RESULTS = Path("benchmarks/results")
+
+
+def _init(modality: str, name: str) -> str:
+    if name == "default":
+        return "default"
+    if name == "reference":
+        return "hyperinit:hyperinit/checkpoints/reference"
+    return f"hyperinit:hyperinit/checkpoints/{modality}"
+
+
+def check(modality: str, inits: list[str], seeds: int, epochs: int, cells_dir: Path) -> dict:
+    task = get_task(TASK[modality])
+    size = 128 if task.kind == "segmentation" else 64
+    rows = []
+    for seed in range(seeds):
+        for arch in ARCHS:
+            for name in inits:
+                cell = Cell(
+                    task=task.name,
+                    arch=arch,
+                    init=_init(modality, name),
+                    init_name=f"{name}:{modality}" if name == "trained" else name,
+                    fraction=0.1,
+                    seed=seed,
+                    epochs=epochs,
+                    size=size,
+                )
+                r = run_cell(
+                    cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False
+                )
+                rows.append({"arch": arch, "init": name, "seed": seed, **r["test"]})
+                logging.info("%s %s %s seed %d: %s", modality, arch, name, seed, r["test"])
+    primary = task.primary
+    summary = {}
+    for arch in ARCHS:
+        for name in inits:
+            vals = [r[primary] for r in rows if r["arch"] == arch and r["init"] == name]
+            if vals:
+                summary[f"{arch}|{name}"] = {
+                    "mean": statistics.mean(vals),
+                    "sd": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                    "n": len(vals),
+                }
+    ahead = {}
+    for arch in ARCHS:
+        t, d = summary.get(f"{arch}|trained"), summary.get(f"{arch}|default")
+        if t and d:
+            ahead[arch] = t["mean"] - d["mean"]
+    return {
+        "modality": modality,
+        "task": task.name,
+        "metric": primary,
+        "size": size,
+        "fraction": 0.1,
+        "epochs": epochs,
+        "seeds": seeds,
+        "rows": rows,
+        "summary": summary,
+        "trained_minus_default": ahead,
+    }
+
+
+def write(result: dict) -> None:
+    m = result["modality"]
+    (RESULTS / f"downstream_{m}.json").write_text(json.dumps(result, indent=2) + "\n")
+    metric = result["metric"]
+    inits = sorted(
+        {r["init"] for r in result["rows"]}, key=["default", "reference", "trained"].index
+    )
+    lines = [
+        f"# Downstream check: {m} checkpoint on {result['task']}",
+        "",
+        f"10 % of the training labels, {result['seeds']} seeds, {result['epochs']} epochs, "
+        f"{result['size']} px, test {metric} (epoch with the best validation {metric}); "
+        "`python benchmarks/downstream_check.py --modalities " + m + "`. ResNet-18 plus two "
+        "held-out architectures (never drawn in training). trained = hyperinit/checkpoints/"
+        f"{m}; reference = the untrained reference hypernetwork; default = PyTorch's init.",
+        "",
+        "| architecture | " + " | ".join(inits) + " | trained - default |",
+        "|---|" + "---|" * (len(inits) + 1),
+    ]
+    for arch in ARCHS:
+        cells = []
+        for name in inits:
+            s = result["summary"].get(f"{arch}|{name}")
+            cells.append(f"{s['mean']:.3f} ± {s['sd']:.3f} (n={s['n']})" if s else "-")
+        diff = result["trained_minus_default"].get(arch)
+        lines.append(
+            f"| {arch} | " + " | ".join(cells) + f" | {diff:+.3f} |"
+            if diff is not None
+            else f"| {arch} | " + " | ".join(cells) + " | - |"
+        )
+    (RESULTS / f"downstream_{m}.md").write_text("\n".join(lines) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    width = 0.8 / len(inits)
+    for i, name in enumerate(inits):
+        for j, arch in enumerate(ARCHS):
+            vals = [r[metric] for r in result["rows"] if r["arch"] == arch and r["init"] == name]
+            if not vals:
+                continue
+            x = j + (i - (len(inits) - 1) / 2) * width
+            ax.bar(x, statistics.mean(vals), width, color=f"C{i}", label=name if j == 0 else None)
+            ax.scatter([x] * len(vals), vals, color="k", s=8, zorder=3)
+    ax.set_xticks(range(len(ARCHS)), [a.split(":")[1] for a in ARCHS])
+    ax.set_ylabel(f"test {metric}")
+    lo = min(r[metric] for r in result["rows"])
+    ax.set_ylim(max(0.0, lo - 0.1), None)
+    ax.set_title(f"{m} checkpoint on {result['task']} (10 % labels)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / f"downstream_{m}.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--modalities", nargs="*", default=list(TASK))
+    p.add_argument("--inits", nargs="*", default=["default", "trained"])
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--cells", default="runs/downstream")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for m in args.modalities:
+        if not Path(f"hyperinit/checkpoints/{m}/model.safetensors").exists():
+            logging.warning("no trained checkpoint for %s yet; skipped", m)
+            continue
+        write(check(m, args.inits, args.seeds, args.epochs, Path(args.cells)))
+
+
+if __name__ == "__main__":
+    main()
