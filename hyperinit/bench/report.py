@@ -601,6 +601,23 @@ def write_report(
     if sch:
         L += ["## Fine-tuning schemes (ResNet-18, 10 % labels)", "", *sch, ""]
     L += ["## Initialisation time per architecture", "", *_init_time_table(dirs), ""]
+    L += [
+        "## Reproduce",
+        "",
+        "```bash",
+        "hyperinit bench --quick                 # every task at tiny size: checks the pipeline",
+        "hyperinit bench default --list          # the cells, in order, with time estimates",
+        "python benchmarks/suite.py default --threads 1 --shard 0/2 &  # two workers on 2 cores",
+        "python benchmarks/suite.py default --threads 1 --shard 1/2 &",
+        "python benchmarks/suite.py full                       # + ResNet-50, RegNetY, DenseNet",
+        "python benchmarks/suite.py gpu --device cuda          # full suite at 224 px (DRIVE 448)",
+        "python benchmarks/suite.py default --report-only      # regenerate this file",
+        "```",
+        "",
+        "Finished cells are never rerun and an interrupted cell resumes from its last epoch, "
+        "so any of these can be stopped and restarted.",
+        "",
+    ]
     secs = sum(r["train_seconds"] for r in results)
     L += [f"Total training time of these cells: {secs / 60:.0f} min.", ""]
     out.write_text("\n".join(L) + "\n")
