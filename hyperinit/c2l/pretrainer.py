@@ -592,7 +592,7 @@ class C2LPretrainer:
             self.history.steps.append(row)
             bar.update(1)
             bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}")
-            if log_every and self.step % log_every == 0:
+            if log_every and self.step % log_every == 0 and rank == 0:
                 logger.info(
                     "step %d  loss %.4f  pos-acc %.3f  lr %.4g",
                     self.step, row["loss"], row["accuracy"], row["lr"],
@@ -608,10 +608,11 @@ class C2LPretrainer:
             "time_s": time.perf_counter() - start,
         }
         self.history.epochs.append(summary)
-        logger.info(
-            "epoch %d: loss %.4f  pos-acc %.3f  (%.0f s)",
-            summary["epoch"], summary["loss"], summary["accuracy"], summary["time_s"],
-        )  # fmt: skip
+        if rank == 0:
+            logger.info(
+                "epoch %d: loss %.4f  pos-acc %.3f  (%.0f s)",
+                summary["epoch"], summary["loss"], summary["accuracy"], summary["time_s"],
+            )  # fmt: skip
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             _atomic_write_text(json.dumps(self.history.to_dict()) + "\n", log_dir / "history.json")
