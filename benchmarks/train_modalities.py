@@ -173,6 +173,40 @@ tags: [hypernetwork, initialization, medical-imaging, {modality}]
 """
 
 
+def register(export_dir: Path = Path("hyperinit/checkpoints")) -> dict:
+    """Pin every exported modality checkpoint in hyperinit/modalities.py (``_TRAINED``)."""
+    import re
+
+    from hyperinit.hub import sha256_file
+
+    pins = {}
+    for modality in MODALITIES:
+        folder = export_dir / modality
+        if (folder / "model.safetensors").is_file() and (
+            RESULTS / f"train_{modality}.json"
+        ).exists():
+            sha = {n: sha256_file(folder / n) for n in ("config.json", "model.safetensors")}
+            date = json.loads((RESULTS / f"train_{modality}.json").read_text()).get("date", "")
+            pins[modality] = (sha, date or time.strftime("%Y-%m-%d"))
+    body = "".join(
+        f'    "{m}": (\n        {{\n'
+        + "".join(f'            "{n}": "{h}",\n' for n, h in sha.items())
+        + f'        }},\n        "{date}",\n    ),\n'
+        for m, (sha, date) in pins.items()
+    )
+    src = Path("hyperinit/modalities.py")
+    text = src.read_text()
+    empty = "_TRAINED: dict[str, tuple[dict[str, str], str]] = {}\n"
+    filled = "_TRAINED: dict[str, tuple[dict[str, str], str]] = {\n" + body + "}\n"
+    if empty in text:
+        new = text.replace(empty, filled if pins else empty)
+    else:
+        pattern = r"_TRAINED: dict\[str, tuple\[dict\[str, str\], str\]\] = \{\n(    .*\n)*?\}\n"
+        new = re.sub(pattern, filled if pins else empty, text, count=1)
+    src.write_text(new)
+    return pins
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--objective", default="rotation+c2l")
@@ -184,7 +218,11 @@ def main() -> None:
     p.add_argument("--runs", default="runs/modalities")
     p.add_argument("--export-dir", default="hyperinit/checkpoints")
     p.add_argument("--only", nargs="*", default=None)
+    p.add_argument("--register", action="store_true", help="only pin exported checkpoints")
     args = p.parse_args()
+    if args.register:
+        print(json.dumps(register(Path(args.export_dir)), indent=2))
+        return
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -212,6 +250,7 @@ def main() -> None:
             "last_rows": rows[-3:],
             "self_supervised_held_out": ssl,
             "script_wall_s": time.perf_counter() - t0,
+            "date": time.strftime("%Y-%m-%d"),
         }
         result_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
         logging.info("%s: %s", modality, json.dumps(ssl["mean"]))

@@ -2,10 +2,11 @@
 
 Each entry is a ``pretrained_cfg`` in timm's sense: where the checkpoint lives on the Hugging Face
 Hub (repo id + revision), the sha256 of its files, the copy embedded in the wheel, what it was
-trained on and when. Trained modality checkpoints come with the training work; until they ship,
-every entry's files are the embedded *reference* hypernetwork, an untrained network whose
-predictions are well-scaled (fan-in normalised, symmetry-broken) weights, and a warning says so
-once per modality.
+trained on and when. Each modality with a trained checkpoint (``_TRAINED``, made by
+``benchmarks/train_modalities.py``) loads its own embedded folder ``checkpoints/<modality>``;
+any other modality falls back to the embedded *reference* hypernetwork, an untrained network
+whose predictions are well-scaled (fan-in normalised, symmetry-broken) weights, and a warning
+says so once per modality.
 """
 
 from __future__ import annotations
@@ -69,6 +70,11 @@ _TRAINING_DATA = {
 }
 
 
+#: Trained checkpoints embedded under hyperinit/checkpoints/<modality>: sha256 of their files
+#: and the date they were made (benchmarks/train_modalities.py; model cards in each folder).
+_TRAINED: dict[str, tuple[dict[str, str], str]] = {}
+
+
 @dataclass(frozen=True)
 class ModalityCheckpoint:
     """Where a modality's hypernetwork comes from (a timm-style ``pretrained_cfg``).
@@ -118,6 +124,18 @@ class ModalityCheckpoint:
 
 
 def _entry(name: str) -> ModalityCheckpoint:
+    if name in _TRAINED:
+        sha256, date = _TRAINED[name]
+        return ModalityCheckpoint(
+            name=name,
+            repo_id=f"hyperinit/hyperinit-{name}",
+            revision="main",
+            sha256=dict(sha256),
+            embedded=name,
+            trained=True,
+            training_data=_TRAINING_DATA[name],
+            date=date,
+        )
     return ModalityCheckpoint(
         name=name,
         repo_id=f"hyperinit/hyperinit-{name}",

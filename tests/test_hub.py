@@ -41,6 +41,12 @@ def fake_hub(tmp_path, monkeypatch):
     _load_cached.cache_clear()
 
 
+def _embedded(modality: str) -> tuple[str, Path]:
+    """The source string and folder of a modality's embedded checkpoint (trained or reference)."""
+    entry = get_modality(modality)
+    return f"embedded:{entry.embedded}", entry.path
+
+
 def _tiny() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)
@@ -98,12 +104,12 @@ def test_failures_fall_back_to_embedded(fake_hub, caplog, mode):
     fake_hub.modes["model.safetensors"] = mode
     with caplog.at_level(logging.INFO, logger="hyperinit.hub"):
         folder, source = hub.resolve_checkpoint("xray")
-    assert source == "embedded:reference" and folder == REFERENCE
+    assert (source, folder) == _embedded("xray")
     fallback = [r for r in caplog.records if "embedded in the package" in r.getMessage()]
     assert len(fallback) == 1 and "model.safetensors" in fallback[0].getMessage()
     # and initialize() works regardless
     report = hyperinit.initialize(_tiny(), modality="xray", seed=0)
-    assert report.checkpoint.startswith("embedded:reference")
+    assert report.checkpoint.startswith(_embedded("xray")[0])
 
 
 @pytest.mark.parametrize("mode", ["404", "500", "timeout", "truncate"])
@@ -127,7 +133,7 @@ def test_wrong_sha256_is_never_loaded(fake_hub, caplog):
     fake_hub.modes["model.safetensors"] = "wrong"  # other bytes, consistent ETag
     with caplog.at_level(logging.WARNING, logger="hyperinit.hub"):
         _, source = hub.resolve_checkpoint("xray")
-    assert source == "embedded:reference"
+    assert source == _embedded("xray")[0]
     msgs = [r.getMessage() for r in caplog.records if "sha256" in r.getMessage()]
     assert msgs and all("model.safetensors" in m for m in msgs)
     assert len(msgs) == 2  # the first download, then one more
@@ -170,7 +176,7 @@ def test_offline_without_cache(fake_hub, monkeypatch, caplog):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with caplog.at_level(logging.INFO, logger="hyperinit.hub"):
         report = hyperinit.initialize(_tiny(), modality="us", seed=0)
-    assert report.checkpoint.startswith("embedded:reference")
+    assert report.checkpoint.startswith(_embedded("us")[0])
     assert fake_hub.requests == []
     assert sum("embedded in the package" in r.getMessage() for r in caplog.records) == 1
     with pytest.raises(hyperinit.CheckpointDownloadError, match="HF_HUB_OFFLINE"):
@@ -185,7 +191,7 @@ def test_no_network_at_all_falls_back_quickly(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     folder, source = hub.resolve_checkpoint("fundus")
-    assert source == "embedded:reference" and folder == REFERENCE
+    assert (source, folder) == _embedded("fundus")
 
 
 def test_local_path_wins_and_keeps_checks(tmp_path):

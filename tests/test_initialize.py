@@ -11,6 +11,7 @@ from torch import nn
 
 import hyperinit
 from hyperinit.diagnostics import activation_stats, band_violations
+from hyperinit.modalities import get_modality
 from tests.archs import RandomNet, architectures
 
 
@@ -32,7 +33,8 @@ def test_grayscale_resnet18_report_and_head_kept():
     changed = [k for k, v in model.named_parameters() if not torch.equal(v, before[k])]
     assert len(changed) == len(report.predicted) == 60
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    assert report.seed == 0 and report.modality == "xray" and "reference" in report.checkpoint
+    assert report.seed == 0 and report.modality == "xray"
+    assert f"embedded:{get_modality('xray').embedded}" in report.checkpoint
     assert set(report.timings) == {"trace", "predict", "assign", "total"}
     text = str(report)
     assert "100.0 %" in text and "2 head" in text

@@ -69,7 +69,9 @@ def test_installed_wheel_initializes_offline(tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "SOURCE embedded:reference" in out.stdout
+    from hyperinit.modalities import get_modality
+
+    assert f"SOURCE embedded:{get_modality('cxr').embedded}" in out.stdout
     assert "embedded in the package" in out.stdout + out.stderr
     assert "AUTO " in out.stdout
     assert "('xray', 'embedded')" in out.stdout
