@@ -10,9 +10,12 @@ from hyperinit.cli import main
 def test_bench_quick_two_cells_then_report_only(data_dir, tmp_path, capsys):
     res, rep = tmp_path / "res", tmp_path / "REPORT.md"
     args = ["bench", "--quick", "--results", str(res), "--report", str(rep), "--threads", "1"]
-    assert main([*args, "--max-cells", "2"]) == 0
-    cells = sorted(p.name for p in (res / "cells").glob("*.json"))
-    assert len(cells) == 2 and cells[0].startswith("chest_xray__timm-resnet18__")
+    assert main([*args, "--max-cells", "2", "--init", "default"]) == 0
+    cells = sorted(p.name.rsplit("__", 1)[0] for p in (res / "cells").glob("*.json"))
+    assert cells == [
+        "chest_xray__timm-resnet18__default__f0.1__s0",
+        "ct_covid__timm-resnet18__default__f0.1__s0",
+    ]
     text = rep.read_text()
     assert "| chest_xray | auc | resnet18 |" in text and "| quick | 2 / 10 |" in text
     rep.unlink()
