@@ -125,3 +125,21 @@ def test_report_tables_goals_and_figures(results_dir, tmp_path):
 def test_report_without_results(tmp_path):
     text = write_report([tmp_path], tmp_path / "R.md").read_text()
     assert "No cell has finished yet." in text
+
+
+def test_same_training_in_two_folders_counts_once(results_dir, tmp_path):
+    other = tmp_path / "other" / "cells"
+    other.mkdir(parents=True)
+    r = _result("chest_xray", "default", 0, 0.10, [0.5, 0.6, 0.7, 0.8])
+    r["cell"]["tags"] = ["elsewhere"]
+    (other / "copy.json").write_text(json.dumps(r))
+    results = load_results([results_dir, tmp_path / "other"])
+    default_s0 = [
+        x
+        for x in results
+        if x["cell"]["init"] == "default"
+        and x["cell"]["seed"] == 0
+        and x["cell"]["fraction"] == 0.1
+        and x["cell"]["task"] == "chest_xray"
+    ]
+    assert len(default_s0) == 1 and default_s0[0]["cams"]  # the copy with CAMs is kept

@@ -29,28 +29,50 @@ CONVERGED = 0.98
 INIT_ORDER = ("default", "hyperinit:own", "hyperinit:mixed", "hyperinit:auto", "c2l")
 
 
+def _training_identity(cell: dict) -> str:
+    """The cell's configuration without what does not change training (tags, CAM settings)."""
+    same = {k: v for k, v in cell.items() if k not in ("tags", "cam_epochs", "cam_images")}
+    return json.dumps(same, sort_keys=True)
+
+
 def load_results(dirs: Iterable[str | Path]) -> list[dict]:
-    """Every finished cell under ``<dir>/cells/*.json`` (a key seen twice is read once)."""
+    """Every finished cell under ``<dir>/cells/*.json``; the same training found twice (also
+    under other tags or CAM settings) is read once, preferring the copy with CAMs."""
     seen: dict[str, dict] = {}
     for d in dirs:
         for path in sorted(Path(d).glob("cells/*.json")):
             r = json.loads(path.read_text())
-            seen.setdefault(r["key"], r)
+            ident = _training_identity(r["cell"])
+            if ident not in seen or (r.get("cams") and not seen[ident].get("cams")):
+                seen[ident] = r
     return list(seen.values())
 
 
 SETTING = ("size", "epochs", "batch_size", "lr", "max_train", "max_eval", "min_steps_per_epoch")
 
 
+def _split_policy(r: dict) -> str:
+    """``fixed`` labelled subset for every seed, or one ``per-seed``."""
+    c = r["cell"]
+    return (
+        "fixed"
+        if c.get("data_seed", 0) == 0
+        else "per-seed"
+        if c["data_seed"] == c["seed"]
+        else "other"
+    )
+
+
 def same_setting(results: list[dict]) -> tuple[list[dict], list[dict]]:
     """Split results into those with their task's most common training setting (size,
-    epochs, batch, rate, caps) and the rest, so that tables never mix settings."""
+    epochs, batch, rate, caps, fixed or per-seed label subset) and the rest, so that tables
+    never mix settings."""
     by_task: dict[str, list[dict]] = defaultdict(list)
     for r in results:
         by_task[r["cell"]["task"]].append(r)
     kept, left = [], []
     for rs in by_task.values():
-        settings = [tuple(r["cell"].get(k) for k in SETTING) for r in rs]
+        settings = [(*(r["cell"].get(k) for k in SETTING), _split_policy(r)) for r in rs]
         common = max(set(settings), key=settings.count)
         for r, st in zip(rs, settings, strict=True):
             (kept if st == common else left).append(r)
