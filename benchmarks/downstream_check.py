@@ -127,6 +127,7 @@ def write(result: dict) -> None:
             else f"| {arch} | " + " | ".join(cells) + " | - |"
         )
     (RESULTS / f"downstream_{m}.md").write_text("\n".join(lines) + "\n")
+    _update_card(result)
     try:
         import matplotlib
 
@@ -153,6 +154,28 @@ def write(result: dict) -> None:
     fig.tight_layout()
     fig.savefig(RESULTS / f"downstream_{m}.png", dpi=110)
     plt.close(fig)
+
+
+def _update_card(result: dict) -> None:
+    """Put the downstream numbers in the checkpoint's model card (README.md is not pinned)."""
+    card = Path(f"hyperinit/checkpoints/{result['modality']}/README.md")
+    if not card.exists():
+        return
+    parts = []
+    for arch in ARCHS:
+        t = result["summary"].get(f"{arch}|trained")
+        d = result["summary"].get(f"{arch}|default")
+        if t and d:
+            parts.append(f"{arch.split(':')[1]} {t['mean']:.3f} vs {d['mean']:.3f}")
+    line = (
+        f"- **Downstream** ({result['task']}, 10 % labels, {result['epochs']} epochs, "
+        f"{result['size']} px, test {result['metric']}, mean of {result['seeds']} seeds, this "
+        f"checkpoint vs PyTorch default init): " + "; ".join(parts) + ". Details: "
+        f"`benchmarks/results/downstream_{result['modality']}.md` in the hyperinit repository.\n"
+    )
+    lines = card.read_text().splitlines(keepends=True)
+    lines = [line if x.startswith("- **Downstream**") else x for x in lines]
+    card.write_text("".join(lines))
 
 
 def main() -> None:

@@ -72,7 +72,15 @@ _TRAINING_DATA = {
 
 #: Trained checkpoints embedded under hyperinit/checkpoints/<modality>: sha256 of their files
 #: and the date they were made (benchmarks/train_modalities.py; model cards in each folder).
-_TRAINED: dict[str, tuple[dict[str, str], str]] = {}
+_TRAINED: dict[str, tuple[dict[str, str], str]] = {
+    "xray": (
+        {
+            "config.json": "eee4f774ca343980dc19c9b7036698fff22ed355431f62ad45036afc6121cf32",
+            "model.safetensors": "dedb479336003426312c1ed2b41d4524eb6afae44d6bff89a69f8561bf51200e",
+        },
+        "2026-11-22",
+    ),
+}
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ def test_cli_download_and_list(fake_hub, capsys, monkeypatch):
     from hyperinit.cli import main
 
     for name in hyperinit.MODALITIES:
-        fake_hub.add_folder(f"hyperinit/hyperinit-{name}", "main", REFERENCE)
+        fake_hub.add_folder(f"hyperinit/hyperinit-{name}", "main", get_modality(name).path)
     assert main(["list"]) == 0
     assert "remote" in capsys.readouterr().out
     assert main(["download", "--modality", "cxr"]) == 0
