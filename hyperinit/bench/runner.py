@@ -297,7 +297,7 @@ def run_cell(
 
     torch.manual_seed(cell.seed)
     t0 = time.perf_counter()
-    model = build_model(cell.arch, task, n_classes)
+    model = build_model(cell.arch, task, n_classes).to(device)
     build_s = time.perf_counter() - t0
     example = data.prep(splits["train"].x[:2])
     info = apply_init(
@@ -308,7 +308,7 @@ def run_cell(
         example=example,
         sample=splits["train"].x[:32].float() / 255,
     )
-    model.to(device).train()
+    model.train()
     params = _trainable(model, cell.scheme)
     base = torch.optim.SGD(params, lr=cell.lr, momentum=0.9, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(cell.seed)
