@@ -327,6 +327,9 @@ class C2LPretrainer:
         # Shuffled BN: each rank normalises a random slice of the global batch.
         world, rank, b = hdist.get_world_size(), hdist.get_rank(), x.shape[0]
         x_all = hdist.all_gather_tensors(x)
+        if x_all.shape[0] != world * b:  # ranks disagree on the batch size: no shuffling
+            logger.debug("unequal batches across ranks; teacher BN not shuffled this step")
+            return self.teacher(x)
         perm = torch.randperm(x_all.shape[0], device=x.device)
         hdist.broadcast(perm, 0)
         feats = self.teacher(x_all[perm.view(world, b)[rank]])
