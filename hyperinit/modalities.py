@@ -80,6 +80,13 @@ _TRAINED: dict[str, tuple[dict[str, str], str]] = {
         },
         "2026-11-22",
     ),
+    "ct": (
+        {
+            "config.json": "d47fb2ad10ee6d8270a5f19ee37da07ebcad1f4797686ac99c3952071c63f096",
+            "model.safetensors": "7f884c758844e4164e8b7dfe95af34c75a6638bbd7a345d2889fa884b8a3b2cd",
+        },
+        "2026-11-22",
+    ),
 }
 
 
