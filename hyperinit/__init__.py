@@ -4,16 +4,21 @@
 >>> model = timm.create_model("resnet18", in_chans=1, num_classes=2)
 >>> report = hyperinit.initialize(model, modality="xray")
 
-Also: ``MetaLROptimizer`` (layer-wise learning rates learned online), ``trace`` (the graph),
-``modality_distance`` and the checkpoint registry (``list_checkpoints``).
+Also: ``MetaLROptimizer`` (layer-wise learning rates learned online), ``C2LPretrainer``
+(self-supervised pretraining on unlabelled images), ``trace`` (the graph), ``modality_distance``,
+the checkpoint registry (``list_checkpoints``) and :mod:`hyperinit.data` (medical image datasets).
 """
 
 from __future__ import annotations
 
+from hyperinit.c2l import C2LPretrainer
 from hyperinit.errors import (
+    C2LCheckpointError,
+    C2LConfigError,
     CheckpointDownloadError,
     CheckpointError,
     CheckpointIntegrityError,
+    DataError,
     ExampleInputError,
     HyperInitError,
     MetaLRConfigError,
@@ -22,6 +27,7 @@ from hyperinit.errors import (
     ParamGroupingError,
     TraceError,
     UnknownModalityError,
+    UnreadableImageError,
 )
 from hyperinit.graph import OP_TYPES, ArchGraph, default_example_input, trace
 from hyperinit.hub import list_checkpoints
@@ -39,9 +45,13 @@ __all__ = [
     "MODALITIES",
     "OP_TYPES",
     "ArchGraph",
+    "C2LCheckpointError",
+    "C2LConfigError",
+    "C2LPretrainer",
     "CheckpointDownloadError",
     "CheckpointError",
     "CheckpointIntegrityError",
+    "DataError",
     "ExampleInputError",
     "HyperInitConfig",
     "HyperInitError",
@@ -54,6 +64,7 @@ __all__ = [
     "ParamGroupingError",
     "TraceError",
     "UnknownModalityError",
+    "UnreadableImageError",
     "__version__",
     "create_model",
     "default_example_input",
