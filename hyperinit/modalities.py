@@ -87,6 +87,13 @@ _TRAINED: dict[str, tuple[dict[str, str], str]] = {
         },
         "2026-11-22",
     ),
+    "ultrasound": (
+        {
+            "config.json": "5348be399a40e3719f2f1e72ee699ef7728f02cc2d96af7c9394765f7e6a8842",
+            "model.safetensors": "2a505c5226b45506556b31ac5e2ce0c806d344af3583ac5a0f7075d43a1ef824",
+        },
+        "2026-11-22",
+    ),
 }
 
 
