@@ -173,6 +173,30 @@ tags: [hypernetwork, initialization, medical-imaging, {modality}]
 """
 
 
+def fix_cards(export_dir: Path = Path("hyperinit/checkpoints")) -> None:
+    """Say in each model card how much of the schedule ran (README.md is not pinned)."""
+    import re
+
+    for modality in MODALITIES:
+        res, card = RESULTS / f"train_{modality}.json", export_dir / modality / "README.md"
+        if not (res.exists() and card.exists()):
+            continue
+        r = json.loads(res.read_text())
+        t, cfg = r["training"], r["config"]
+        note = f"{t['steps']} steps"
+        if t["steps"] < cfg["steps"]:
+            note += (
+                f" (of a {cfg['steps']}-step cosine schedule, stopped at the "
+                f"{cfg['time_limit_s']:.0f} s time limit)"
+            )
+        text = re.sub(
+            r"- \*\*Training\*\*: \d+ steps( \(of a [^)]*\))?",
+            f"- **Training**: {note}",
+            card.read_text(),
+        )
+        card.write_text(text)
+
+
 def register(export_dir: Path = Path("hyperinit/checkpoints")) -> dict:
     """Pin every exported modality checkpoint in hyperinit/modalities.py (``_TRAINED``)."""
     import re
@@ -222,6 +246,8 @@ def main() -> None:
     args = p.parse_args()
     if args.register:
         print(json.dumps(register(Path(args.export_dir)), indent=2))
+        fix_cards(Path(args.export_dir))
+        write_summary()
         return
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -272,7 +298,8 @@ def write_summary() -> None:
         "on test-split images, predicted held-out architectures, no training of those "
         "networks; trained = this checkpoint with its task head, reference = the untrained "
         "reference hypernetwork with a fresh head; probe = a fresh head fitted for 20 steps "
-        "on frozen features.",
+        "on frozen features. archs/s and images/s (image forwards through predicted networks: "
+        "architectures x images x views) from the median step time.",
         "",
         "| modality | objective | steps | wall s | archs/s | images/s | score trained | score "
         "reference | probe trained | probe reference | trained ahead |",
@@ -281,7 +308,9 @@ def write_summary() -> None:
     for r in rows:
         t, m = r["training"], r["self_supervised_held_out"]["mean"]
         ssl = r["self_supervised_held_out"]
-        ips = statistics.median(float(x["images_per_s"]) for x in r["last_rows"])
+        last = r["last_rows"][-1]  # image forwards per step (archs x images x views)
+        per_step = float(last["images_per_s"]) * float(last["step_s"])
+        ips = per_step / t["median_step_s"]
         lines.append(
             f"| {r['modality']} | {t['objective']} | {t['steps']} | {t['wall_time_s']:.0f} | "
             f"{t['archs_per_s']} | {ips:.0f} | {m['trained_score']:.3f} | "
