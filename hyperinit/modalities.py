@@ -94,6 +94,13 @@ _TRAINED: dict[str, tuple[dict[str, str], str]] = {
         },
         "2026-11-22",
     ),
+    "dermoscopy": (
+        {
+            "config.json": "3283971769efac4b07d9129d11ba9e625f6a5c02558e6d33710e0c244d4a1965",
+            "model.safetensors": "be7dc490089a5a068095b62b8233d8d1b579c554177c8f23e5b98bf9aee015c4",
+        },
+        "2026-11-22",
+    ),
 }
 
 
