@@ -101,6 +101,13 @@ _TRAINED: dict[str, tuple[dict[str, str], str]] = {
         },
         "2026-11-22",
     ),
+    "fundus": (
+        {
+            "config.json": "6d0dfbe65b7e245e84ccb6c0726d4667f1df91851be667837de7a8d1656f7433",
+            "model.safetensors": "c061e0140b193b5bee00786b568b55d8bbfd0681588588daba0e5d0f1c1aa809",
+        },
+        "2026-11-22",
+    ),
 }
 
 
