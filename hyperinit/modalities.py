@@ -108,6 +108,13 @@ _TRAINED: dict[str, tuple[dict[str, str], str]] = {
         },
         "2026-11-22",
     ),
+    "mixed": (
+        {
+            "config.json": "84ef22fa6f2e914d27859829e608a2d447a32d5eaccdaf17ed4b2e8aaced35b4",
+            "model.safetensors": "7cf8346ffceee74fa8b74f06c952a64a325f8f700e345d530555801d0a8a19f4",
+        },
+        "2026-11-22",
+    ),
 }
 
 
