@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from hyperinit.c2l import C2LPretrainer
 from hyperinit.errors import (
+    ArchSpaceError,
     C2LCheckpointError,
     C2LConfigError,
     CheckpointDownloadError,
@@ -24,8 +25,10 @@ from hyperinit.errors import (
     MetaLRConfigError,
     MetaLRStateError,
     NoParametersError,
+    ObjectiveError,
     ParamGroupingError,
     TraceError,
+    TrainingError,
     UnknownModalityError,
     UnreadableImageError,
 )
@@ -38,6 +41,7 @@ from hyperinit.modalities import MODALITIES, resolve_modality
 from hyperinit.modality import modality_distance
 from hyperinit.models import create_model, set_input_channels
 from hyperinit.report import InitReport
+from hyperinit.training import HyperTrainer, TrainConfig, register_objective
 
 __version__ = "0.1.0.dev0"
 
@@ -45,6 +49,7 @@ __all__ = [
     "MODALITIES",
     "OP_TYPES",
     "ArchGraph",
+    "ArchSpaceError",
     "C2LCheckpointError",
     "C2LConfigError",
     "C2LPretrainer",
@@ -56,13 +61,17 @@ __all__ = [
     "HyperInitConfig",
     "HyperInitError",
     "HyperInitializer",
+    "HyperTrainer",
     "InitReport",
     "MetaLRConfigError",
     "MetaLROptimizer",
     "MetaLRStateError",
     "NoParametersError",
+    "ObjectiveError",
     "ParamGroupingError",
     "TraceError",
+    "TrainConfig",
+    "TrainingError",
     "UnknownModalityError",
     "UnreadableImageError",
     "__version__",
@@ -73,6 +82,7 @@ __all__ = [
     "list_checkpoints",
     "load_hypernetwork",
     "modality_distance",
+    "register_objective",
     "resolve_modality",
     "set_input_channels",
     "trace",

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from hyperinit.errors import HyperInitError
+from hyperinit.errors import ArchSpaceError
 
 __all__ = [
     "FAMILIES",
@@ -59,10 +59,6 @@ HELD_OUT_MODELS: tuple[str, ...] = (
 )
 _ACTS = ("relu", "gelu", "silu", "relu6", "hardswish", "leaky_relu")
 _NORMS = ("batch", "group", "none")
-
-
-class ArchSpaceError(HyperInitError, ValueError):
-    """An architecture spec is invalid or cannot be built."""
 
 
 @dataclass(frozen=True)

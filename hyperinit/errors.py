@@ -7,6 +7,7 @@ says what went wrong and what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "ArchSpaceError",
     "BenchConfigError",
     "C2LCheckpointError",
     "C2LConfigError",
@@ -19,8 +20,10 @@ __all__ = [
     "MetaLRConfigError",
     "MetaLRStateError",
     "NoParametersError",
+    "ObjectiveError",
     "ParamGroupingError",
     "TraceError",
+    "TrainingError",
     "UnknownModalityError",
     "UnreadableImageError",
 ]
@@ -93,3 +96,16 @@ class C2LCheckpointError(HyperInitError, ValueError):
 
 class BenchConfigError(HyperInitError, ValueError):
     """A benchmark cell or suite is misconfigured (unknown task, init, scheme, suite...)."""
+
+
+class ArchSpaceError(HyperInitError, ValueError):
+    """An architecture spec of :mod:`hyperinit.archspace` is invalid or cannot be built."""
+
+
+class ObjectiveError(HyperInitError, ValueError):
+    """Unknown self-supervised objective name or invalid objective argument."""
+
+
+class TrainingError(HyperInitError, RuntimeError):
+    """Hypernetwork training cannot start or continue (bad config, checkpoint of another run,
+    no data)."""

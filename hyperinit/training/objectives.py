@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hyperinit.c2l.loss import batch_mixup, c2l_loss
-from hyperinit.errors import HyperInitError
+from hyperinit.errors import ObjectiveError
 
 __all__ = [
     "C2LObjective",
@@ -38,10 +38,6 @@ __all__ = [
 ]
 
 Network = Callable[[Tensor], Tensor]
-
-
-class ObjectiveError(HyperInitError, ValueError):
-    """Unknown objective name or invalid objective argument."""
 
 
 @dataclass

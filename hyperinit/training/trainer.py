@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from hyperinit.archspace import ArchSpec, Backbone, build, training_spec
 from hyperinit.distributed import cleanup_distributed, init_distributed
-from hyperinit.errors import HyperInitError
+from hyperinit.errors import TrainingError
 from hyperinit.graph.archgraph import ArchGraph
 from hyperinit.graph.trace import trace
 from hyperinit.hypernet.model import HyperInitializer
@@ -47,10 +47,6 @@ log = logging.getLogger(__name__)
 
 STATE_NAME = "train_state.pt"
 LOG_NAME = "log.csv"
-
-
-class TrainingError(HyperInitError, RuntimeError):
-    """Training cannot start or continue (bad config, checkpoint of another run, no data)."""
 
 
 @dataclass
