@@ -20,6 +20,7 @@ from hyperinit.bench.report import (
 def _result(task, init, seed, test, val_curve, fraction=0.1, cams=None, primary="auc"):
     cell = Cell(task, "timm:resnet18", init, fraction=fraction, seed=seed, epochs=len(val_curve))
     cfg = cell.config()
+    cfg.pop("hypernet", None)  # as made with the untrained reference
     return {
         "version": 1,
         "cell": cfg,
@@ -106,12 +107,9 @@ def test_report_tables_goals_and_figures(results_dir, tmp_path):
         "| chest_xray | auc | resnet18 | 0.710 ± 0.014 (n=2) | 0.810 ± 0.014 (n=2) (+0.100) |"
         in text
     )
-    assert (
-        "hyperinit (own modality) 0.810 vs default 0.710 (+0.100, n=2/2): ahead of default **met**"
-        in text
-    )
+    assert "hyperinit:own 0.810 vs default 0.710 (+0.100, n=2/2): ahead of default **met**" in text
     assert "at epoch 2 vs default's 4: ≤ half the epochs **met**" in text
-    assert "busi, 10 % labels, ResNet-18: hyperinit (own modality) 0.600 vs default 0.660" in text
+    assert "busi, 10 % labels, ResNet-18: hyperinit:own 0.600 vs default 0.660" in text
     assert "ahead of default **missed** (one seed: not conclusive)" in text
     assert "vs C2L: **not run**" in text
     assert "1 finished cell(s) with another training setting" in text and "__s5__" in text
@@ -143,3 +141,16 @@ def test_same_training_in_two_folders_counts_once(results_dir, tmp_path):
         and x["cell"]["task"] == "chest_xray"
     ]
     assert len(default_s0) == 1 and default_s0[0]["cams"]  # the copy with CAMs is kept
+
+
+def test_trained_checkpoint_cells_get_their_own_column(results_dir):
+    r = json.loads(
+        next((results_dir / "cells").glob("chest_xray__*hyperinit-own__f0.1__s0*")).read_text()
+    )
+    r["cell"]["hypernet"] = "abcd1234"
+    r["key"] += "_trained"
+    (results_dir / "cells" / "trained.json").write_text(json.dumps(r))
+    results, _ = same_setting(load_results([results_dir]))
+    agg = aggregate(results)
+    assert agg[("chest_xray", "timm:resnet18", "hyperinit:own@abcd1234", 0.1, "all_layers")][2] == 1
+    assert agg[("chest_xray", "timm:resnet18", "hyperinit:own", 0.1, "all_layers")][2] == 2

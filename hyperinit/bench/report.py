@@ -42,6 +42,8 @@ def load_results(dirs: Iterable[str | Path]) -> list[dict]:
     for d in dirs:
         for path in sorted(Path(d).glob("cells/*.json")):
             r = json.loads(path.read_text())
+            if r["cell"].get("hypernet"):  # a trained / user checkpoint: its own column
+                r["cell"]["init"] = f"{r['cell']['init']}@{r['cell']['hypernet']}"
             ident = _training_identity(r["cell"])
             if ident not in seen or (r.get("cams") and not seen[ident].get("cams")):
                 seen[ident] = r
@@ -412,48 +414,64 @@ def _init_time_table(dirs: Sequence[str | Path]) -> list[str]:
 def _goals(results: list[dict]) -> list[str]:
     """Goal checks computed from the results; each line says met / missed / not run."""
     agg = aggregate(results)
-    lines = []
+    lines: list[str] = []
     r18 = "timm:resnet18"
     for task in TASKS:
         for f in sorted({k[3] for k in agg if k[0] == task and k[3] <= 0.1}):
             base = agg.get((task, r18, "default", f, "all_layers"))
-            hyp = agg.get((task, r18, "hyperinit:own", f, "all_layers"))
-            if not base or not hyp:
-                continue
-            diff = hyp[0] - base[0]
-            verdict = "**met**" if diff > 0 else "**missed**"
-            seeds_ok = min(hyp[2], base[2]) >= 2
-            clear = (
-                " (by more than the larger std)" if seeds_ok and diff > max(hyp[1], base[1]) else ""
+            owns = sorted(
+                k[2]
+                for k in agg
+                if k[:2] == (task, r18)
+                and k[3:] == (f, "all_layers")
+                and k[2].startswith("hyperinit:own")
             )
-            clear += "" if seeds_ok else " (one seed: not conclusive)"
-            lines.append(
-                f"- {task}, {100 * f:g} % labels, ResNet-18: hyperinit (own modality) "
-                f"{hyp[0]:.3f} vs default {base[0]:.3f} ({diff:+.3f}, n={hyp[2]}/{base[2]}): "
-                f"ahead of default {verdict}{clear}."
-            )
-            conv = convergence_epochs(results, task, r18, f)
-            if conv.get("default") and "hyperinit:own" in conv:
-                e_d, e_h = conv["default"], conv["hyperinit:own"]
-                ok = e_h is not None and e_h <= e_d / 2
-                verdict = "**met**" if ok else "**missed**"
-                if e_d == 1:
-                    verdict = "not measurable (default converges in the first epoch)"
-                lines.append(
-                    f"  - convergence: reaches {CONVERGED:.0%} of default's best mean validation "
-                    f"score at epoch {e_h if e_h else 'never'} vs default's {e_d}: "
-                    f"≤ half the epochs {verdict}."
-                )
-            c2l = agg.get((task, r18, "c2l", f, "all_layers"))
-            if c2l:
-                ahead = hyp[0] > c2l[0]
-                lines.append(
-                    f"  - vs C2L: {hyp[0]:.3f} vs {c2l[0]:.3f}: ahead of C2L "
-                    f"{'**met**' if ahead else '**missed**'}."
-                )
-            else:
-                lines.append("  - vs C2L: **not run** (no C2L checkpoint given).")
+            for own in owns:
+                lines += _goal_lines(results, agg, task, f, base, own)
     return lines or ["- No default vs hyperinit pair at ≤ 10 % labels has finished yet."]
+
+
+def _goal_lines(
+    results: list[dict], agg: dict, task: str, f: float, base: tuple | None, own: str
+) -> list[str]:
+    """The goal lines of one hyperinit variant against default at one label fraction."""
+    r18 = "timm:resnet18"
+    lines: list[str] = []
+    hyp = agg.get((task, r18, own, f, "all_layers"))
+    if not base or not hyp:
+        return lines
+    diff = hyp[0] - base[0]
+    verdict = "**met**" if diff > 0 else "**missed**"
+    seeds_ok = min(hyp[2], base[2]) >= 2
+    clear = " (by more than the larger std)" if seeds_ok and diff > max(hyp[1], base[1]) else ""
+    clear += "" if seeds_ok else " (one seed: not conclusive)"
+    lines.append(
+        f"- {task}, {100 * f:g} % labels, ResNet-18: {own} "
+        f"{hyp[0]:.3f} vs default {base[0]:.3f} ({diff:+.3f}, n={hyp[2]}/{base[2]}): "
+        f"ahead of default {verdict}{clear}."
+    )
+    conv = convergence_epochs(results, task, r18, f)
+    if conv.get("default") and own in conv:
+        e_d, e_h = conv["default"], conv[own]
+        ok = e_h is not None and e_h <= e_d / 2
+        verdict = "**met**" if ok else "**missed**"
+        if e_d == 1:
+            verdict = "not measurable (default converges in the first epoch)"
+        lines.append(
+            f"  - convergence: reaches {CONVERGED:.0%} of default's best mean validation "
+            f"score at epoch {e_h if e_h else 'never'} vs default's {e_d}: "
+            f"≤ half the epochs {verdict}."
+        )
+    c2l = agg.get((task, r18, "c2l", f, "all_layers"))
+    if c2l:
+        ahead = hyp[0] > c2l[0]
+        lines.append(
+            f"  - vs C2L: {hyp[0]:.3f} vs {c2l[0]:.3f}: ahead of C2L "
+            f"{'**met**' if ahead else '**missed**'}."
+        )
+    else:
+        lines.append("  - vs C2L: **not run** (no C2L checkpoint given).")
+    return lines
 
 
 def _coverage(results: list[dict], planned: Sequence[Any] | None) -> list[str]:
@@ -482,6 +500,10 @@ def _checkpoints(results: list[dict]) -> list[str]:
         if ck:
             seen[r["init_info"].get("modality", "?")].add(ck)
     lines = [f"- {m}: {', '.join(sorted(v))}" for m, v in sorted(seen.items())]
+    lines.append(
+        "- An init label with `@<sha256 prefix>` was run with that trained (or user) "
+        "checkpoint; one without it, with the untrained reference hypernetwork."
+    )
     if seen and all("untrained" in ck for v in seen.values() for ck in v):
         lines.append(
             "- Every hyperinit cell used the untrained reference hypernetwork (no trained "
