@@ -154,3 +154,12 @@ def test_trained_checkpoint_cells_get_their_own_column(results_dir):
     agg = aggregate(results)
     assert agg[("chest_xray", "timm:resnet18", "hyperinit:own@abcd1234", 0.1, "all_layers")][2] == 1
     assert agg[("chest_xray", "timm:resnet18", "hyperinit:own", 0.1, "all_layers")][2] == 2
+
+
+def test_untrained_reference_cells_are_labelled_so(results_dir):
+    path = next((results_dir / "cells").glob("chest_xray__*hyperinit-own__f0.1__s0*"))
+    r = json.loads(path.read_text())
+    r["init_info"]["checkpoint"] = "embedded:reference (untrained reference)"
+    path.write_text(json.dumps(r))
+    inits = {x["cell"]["init"] for x in load_results([results_dir])}
+    assert "hyperinit:own@reference" in inits and "hyperinit:own" in inits  # seed 1 untouched

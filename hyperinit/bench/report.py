@@ -44,6 +44,8 @@ def load_results(dirs: Iterable[str | Path]) -> list[dict]:
             r = json.loads(path.read_text())
             if r["cell"].get("hypernet"):  # a trained / user checkpoint: its own column
                 r["cell"]["init"] = f"{r['cell']['init']}@{r['cell']['hypernet']}"
+            elif "untrained" in str(r.get("init_info", {}).get("checkpoint", "")):
+                r["cell"]["init"] = f"{r['cell']['init']}@reference"  # say so in every table
             ident = _training_identity(r["cell"])
             if ident not in seen or (r.get("cams") and not seen[ident].get("cams")):
                 seen[ident] = r
@@ -502,7 +504,7 @@ def _checkpoints(results: list[dict]) -> list[str]:
     lines = [f"- {m}: {', '.join(sorted(v))}" for m, v in sorted(seen.items())]
     lines.append(
         "- An init label with `@<sha256 prefix>` was run with that trained (or user) "
-        "checkpoint; one without it, with the untrained reference hypernetwork."
+        "checkpoint; one with `@reference`, with the untrained reference hypernetwork."
     )
     if seen and all("untrained" in ck for v in seen.values() for ck in v):
         lines.append(
