@@ -1,6 +1,5 @@
 """Training in other processes: a run killed with SIGKILL resumes exactly, and two gloo ranks
-under torchrun end with identical hypernetwork weights. Slow (subprocesses): run with
-``pytest -m slow tests/test_training_distributed.py``."""
+under torchrun end with identical hypernetwork weights (subprocesses; about 20 s)."""
 
 from __future__ import annotations
 
@@ -73,7 +72,6 @@ def _saved_step(path: Path) -> int:
         return -1
 
 
-@pytest.mark.slow
 def test_killed_run_resumes_exactly(image_dir, tmp_path):
     steps = 12
     killed = tmp_path / "killed"
@@ -107,7 +105,6 @@ def test_killed_run_resumes_exactly(image_dir, tmp_path):
     assert [r.split(",")[col] for r in log_a] == [r.split(",")[col] for r in log_b]
 
 
-@pytest.mark.slow
 def test_two_gloo_ranks_hold_identical_weights(image_dir, tmp_path):
     out = tmp_path / "ddp"
     cmd = [
