@@ -163,3 +163,13 @@ def test_untrained_reference_cells_are_labelled_so(results_dir):
     path.write_text(json.dumps(r))
     inits = {x["cell"]["init"] for x in load_results([results_dir])}
     assert "hyperinit:own@reference" in inits and "hyperinit:own" in inits  # seed 1 untouched
+
+
+def test_shipped_checkpoint_cells_are_labelled_trained(results_dir):
+    from hyperinit.modalities import get_modality
+
+    path = next((results_dir / "cells").glob("chest_xray__*hyperinit-own__f0.1__s0*"))
+    r = json.loads(path.read_text())
+    r["cell"]["hypernet"] = get_modality("xray").sha256["model.safetensors"][:8]
+    path.write_text(json.dumps(r))
+    assert "hyperinit:own@trained" in {x["cell"]["init"] for x in load_results([results_dir])}

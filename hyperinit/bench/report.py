@@ -35,6 +35,13 @@ def _training_identity(cell: dict) -> str:
     return json.dumps(same, sort_keys=True)
 
 
+def _shipped_checkpoints() -> set[str]:
+    """sha256 prefixes of the trained checkpoints this version of hyperinit ships."""
+    from hyperinit.modalities import MODALITIES, get_modality
+
+    return {get_modality(m).sha256["model.safetensors"][:8] for m in MODALITIES}
+
+
 def load_results(dirs: Iterable[str | Path]) -> list[dict]:
     """Every finished cell under ``<dir>/cells/*.json``; the same training found twice (also
     under other tags or CAM settings) is read once, preferring the copy with CAMs."""
@@ -43,7 +50,9 @@ def load_results(dirs: Iterable[str | Path]) -> list[dict]:
         for path in sorted(Path(d).glob("cells/*.json")):
             r = json.loads(path.read_text())
             if r["cell"].get("hypernet"):  # a trained / user checkpoint: its own column
-                r["cell"]["init"] = f"{r['cell']['init']}@{r['cell']['hypernet']}"
+                sha = r["cell"]["hypernet"]
+                tag = "trained" if set(sha.split("-")) <= _shipped_checkpoints() else sha
+                r["cell"]["init"] = f"{r['cell']['init']}@{tag}"
             elif "untrained" in str(r.get("init_info", {}).get("checkpoint", "")):
                 r["cell"]["init"] = f"{r['cell']['init']}@reference"  # say so in every table
             ident = _training_identity(r["cell"])
@@ -503,8 +512,9 @@ def _checkpoints(results: list[dict]) -> list[str]:
             seen[r["init_info"].get("modality", "?")].add(ck)
     lines = [f"- {m}: {', '.join(sorted(v))}" for m, v in sorted(seen.items())]
     lines.append(
-        "- An init label with `@<sha256 prefix>` was run with that trained (or user) "
-        "checkpoint; one with `@reference`, with the untrained reference hypernetwork."
+        "- An init label with `@trained` was run with the trained checkpoint this version "
+        "ships for that modality (listed above); `@<sha256 prefix>` with another (older or "
+        "user) checkpoint; `@reference` with the untrained reference hypernetwork."
     )
     if seen and all("untrained" in ck for v in seen.values() for ck in v):
         lines.append(
