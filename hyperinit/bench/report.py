@@ -252,13 +252,14 @@ def _plot_convergence(results: list[dict], path: Path) -> list[str]:
 
 
 def _read_image(file: str, size: int) -> np.ndarray | None:
-    try:
-        from PIL import Image
+    from hyperinit.data import read_image
+    from hyperinit.errors import UnreadableImageError
 
-        with Image.open(file) as im:
-            return np.asarray(im.convert("L").resize((size, size)), dtype=np.float32) / 255
-    except (OSError, ValueError):
+    try:
+        img = read_image(file, channels=1).resize((size, size))
+    except UnreadableImageError:
         return None
+    return np.asarray(img, dtype=np.float32) / 255
 
 
 def _plot_cams(results: list[dict], path: Path, max_images: int = 2) -> list[str]:
