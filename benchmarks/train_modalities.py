@@ -232,6 +232,7 @@ def register(export_dir: Path = Path("hyperinit/checkpoints")) -> dict:
 
 
 def main() -> None:
+    global RESULTS
     p = argparse.ArgumentParser()
     p.add_argument("--objective", default="rotation+c2l")
     p.add_argument("--steps", type=int, default=600)
@@ -242,8 +243,12 @@ def main() -> None:
     p.add_argument("--runs", default="runs/modalities")
     p.add_argument("--export-dir", default="hyperinit/checkpoints")
     p.add_argument("--only", nargs="*", default=None)
+    p.add_argument(
+        "--results", default=str(RESULTS), help="where train_<modality>.json and the summary go"
+    )
     p.add_argument("--register", action="store_true", help="only pin exported checkpoints")
     args = p.parse_args()
+    RESULTS = Path(args.results)
     if args.register:
         print(json.dumps(register(Path(args.export_dir)), indent=2))
         fix_cards(Path(args.export_dir))

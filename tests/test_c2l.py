@@ -366,7 +366,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(xrays, tmp_path):
 # ---------------------------------------------------------------- export
 
 
-def test_save_pretrained_loads_strictly_into_the_same_timm_and_torchvision_models(xrays, tmp_path):
+def test_save_pretrained_loads_into_timm_and_torchvision_models_and_other_channels(xrays, tmp_path):
     import timm
     import torchvision
     from safetensors.torch import load_file
@@ -399,6 +399,20 @@ def test_save_pretrained_loads_strictly_into_the_same_timm_and_torchvision_model
         load_backbone(timm.create_model("resnet18", in_chans=1), tmp_path / "timm")
     with pytest.raises(C2LCheckpointError):
         load_backbone(again, tmp_path / "nowhere")
+
+    # a grayscale backbone loads into an RGB model: a gray image copied into 3 channels gives
+    # the same features; and back to 1 channel
+    rgb = timm.create_model("resnet10t", in_chans=3, num_classes=0)
+    assert load_backbone(rgb, tmp_path / "timm") == []
+    gray = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(rgb.eval()(gray.expand(-1, 3, -1, -1)), again.eval()(gray), atol=1e-5)
+    t3 = C2LPretrainer(timm.create_model("resnet10t", in_chans=3, num_classes=0), image_size=32)
+    t3.save_pretrained(tmp_path / "rgb")
+    back = timm.create_model("resnet10t", in_chans=1, num_classes=0)
+    assert load_backbone(back, tmp_path / "rgb") == []
+    stem = next(k for k in back.state_dict() if k.endswith("weight"))
+    saved = load_file(str(tmp_path / "rgb" / "model.safetensors"))[stem]
+    assert torch.allclose(back.state_dict()[stem], saved.sum(1, keepdim=True))
 
 
 # ---------------------------------------------------------------- bad inputs

@@ -707,6 +707,37 @@ class C2LPretrainer:
         return out
 
 
+def _adapt_in_chans(state: dict[str, Tensor], model: nn.Module, file: Path) -> None:
+    """Fit a stem convolution saved for 1 (or C) input channels to a model with C (or 1).
+
+    1 -> C repeats the kernel over the channels and divides by C, so a grayscale image copied
+    into C channels gives the same response; C -> 1 sums over the channels (as timm does for
+    ``in_chans=1``). Only the input-channel dimension may differ, and only for one tensor.
+    """
+    own = model.state_dict()
+    odd = [
+        k
+        for k, v in state.items()
+        if k in own
+        and v.ndim == 4
+        and own[k].ndim == 4
+        and v.shape[1] != own[k].shape[1]
+        and v.shape[0] == own[k].shape[0]
+        and v.shape[2:] == own[k].shape[2:]
+    ]
+    if len(odd) != 1:
+        return
+    key = odd[0]
+    saved, want = state[key].shape[1], own[key].shape[1]
+    if saved == 1:
+        state[key] = state[key].repeat(1, want, 1, 1) / want
+    elif want == 1:
+        state[key] = state[key].sum(dim=1, keepdim=True)
+    else:
+        return
+    logger.info("%s: %s adapted from %d to %d input channels", file, key, saved, want)
+
+
 def load_backbone(
     model: nn.Module, path: str | Path, *, strict: bool = True, ignore_head: bool = True
 ) -> list[str]:
@@ -715,6 +746,8 @@ def load_backbone(
     ``path``: the folder or its ``model.safetensors``. With ``strict``, every saved tensor must
     fit and every model tensor must be loaded, except (``ignore_head``) those of a classifier
     head the backbone did not have (``fc``/``classifier``/``head``...), left at their init.
+    A backbone pretrained on 1-channel images loads into a 3-channel model (and back): the
+    stem is adapted as timm adapts pretrained weights to ``in_chans``.
     Returns the names left unloaded.
     """
     from safetensors.torch import load_file
@@ -728,6 +761,7 @@ def load_backbone(
     except Exception as e:
         raise C2LCheckpointError(f"cannot read {file}: {e}") from e
     state = {k.removeprefix("module."): v for k, v in state.items()}
+    _adapt_in_chans(state, model, file)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as e:
