@@ -531,6 +531,24 @@ def _goal_row(
     ]
 
 
+def _compute_lines(results: list[dict], planned: Sequence[Any] | None) -> list[str]:
+    """What the finished cells cost: training + validation seconds summed over cells."""
+    secs = sum(r["train_seconds"] for r in results)
+    lines = [f"Training and validation time of all {len(results)} cells: {secs / 60:.0f} min."]
+    if planned:
+        keys = {c.key() for c in planned}
+        mine = [r for r in results if r["key"] in keys]
+        if mine:
+            threads = sorted({r.get("torch_threads") for r in mine if r.get("torch_threads")})
+            s = sum(r["train_seconds"] for r in mine)
+            lines.append(
+                f"Of the {len(keys)} cells of this suite, {len(mine)} have finished; they took "
+                f"{s / 3600:.2f} h summed over cells ({'/'.join(map(str, threads))} thread(s) "
+                f"each), i.e. about {s / 7200:.2f} h of wall time for two workers on two cores."
+            )
+    return [*lines, ""]
+
+
 def _coverage(results: list[dict], planned: Sequence[Any] | None) -> list[str]:
     if not planned:
         return []
@@ -720,8 +738,7 @@ def write_report(
         "so any of these can be stopped and restarted.",
         "",
     ]
-    secs = sum(r["train_seconds"] for r in results)
-    L += [f"Total training time of these cells: {secs / 60:.0f} min.", ""]
+    L += _compute_lines(results, planned)
     out.write_text("\n".join(L) + "\n")
     log.info("wrote %s", out)
     return out
