@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -124,7 +125,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     suite = "quick" if args.quick else args.suite
     results = Path(args.results or f"hyperinit-bench/{suite}")
     report = Path(args.report or results / "REPORT.md")
-    command = f"hyperinit bench {suite} --results {results}" + (
+    shown = os.path.relpath(results) if results.resolve().is_relative_to(Path.cwd()) else results
+    command = f"hyperinit bench {suite} --results {shown}" + (
         f" --c2l {args.c2l}" if args.c2l else ""
     )
     cells = get_suite(suite, c2l=args.c2l)
@@ -133,7 +135,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             total = sum(estimate_seconds(c) for c in cells)
             for c in cells:
                 print(f"{c.key():<80} {estimate_seconds(c) / 60:7.1f} min  {','.join(c.tags)}")
-            print(f"{len(cells)} cells, about {total / 3600:.1f} h on 2 CPU cores")
+            print(
+                f"{len(cells)} cells, about {total / 3600:.1f} h of cell time (1 thread each): "
+                f"{total / 7200:.1f} h with two workers (--threads 1 --shard 0/2 and 1/2) on "
+                "2 CPU cores"
+            )
             return 0
         if args.threads:
             torch.set_num_threads(args.threads)

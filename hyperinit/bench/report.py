@@ -564,7 +564,7 @@ def _coverage(results: list[dict], planned: Sequence[Any] | None) -> list[str]:
         else:
             row[2] += estimate_seconds(cell)
     rows = [[t, f"{d} / {n}", f"{s / 3600:.1f} h"] for t, (d, n, s) in by_tag.items()]
-    header = ["part of the suite", "cells finished / planned", "estimated time left (2 cores)"]
+    header = ["part of the suite", "cells finished / planned", "estimated cell time left"]
     return _table(header, rows)
 
 

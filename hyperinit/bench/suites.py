@@ -3,12 +3,12 @@ most important first, with a compute estimate.
 
 - ``quick``: every task once at tiny size (32 px, 64 images, 1 epoch): checks the pipeline
   in a few minutes on 2 CPU cores. Its numbers mean nothing.
-- ``default``: about 4 hours of 2 CPU cores by :func:`estimate_seconds` (3 h without the
-  100 % point of the sweep); 64 px (DermaMNIST 32, DRIVE 128), ResNet-18 plus MobileNetV3 and
-  EfficientNet-B0, 10 % labels, 3 seeds, 10 epochs; the chest X-ray label-fraction sweep;
-  convergence curves and CAMs; fine-tuning schemes including MetaLR on BUSI. Cells are
-  ordered so that a partial run has the headline comparison first (10 % labels, ResNet-18,
-  default vs own modality vs mixed).
+- ``default``: about 2 hours with two workers on 2 CPU cores (cell time summed over
+  cells: about 4 h by :func:`estimate_seconds`); 64 px (DermaMNIST 32, DRIVE 128), ResNet-18
+  plus MobileNetV3 and EfficientNet-B0, 10 % labels, 3 seeds, 10 epochs; the chest X-ray
+  label-fraction sweep; convergence curves and CAMs; fine-tuning schemes including MetaLR on
+  BUSI. Cells are ordered so that a partial run has the headline comparison first (10 %
+  labels, ResNet-18, default vs own modality vs mixed).
 - ``full``: ``default`` plus the larger architectures (ResNet-50, RegNetY-1.6GF,
   DenseNet-121), 20 epochs with CAMs at 1, 3, 5, 10, 20 and every task's fraction sweep.
 - ``gpu``: ``full`` at 224 px (DRIVE 512 px), meant for one GPU.
@@ -34,8 +34,8 @@ CLASSIFICATION = ("chest_xray", "ct_covid", "busi", "dermamnist")
 #: name -> (timm spec, cost relative to ResNet-18 per image; measured/estimated on CPU)
 ARCHS: dict[str, tuple[str, float]] = {
     "resnet18": ("timm:resnet18", 1.0),
-    "mobilenetv3": ("timm:mobilenetv3_large_100", 0.6),
-    "efficientnet_b0": ("timm:efficientnet_b0", 1.8),
+    "mobilenetv3": ("timm:mobilenetv3_large_100", 0.5),
+    "efficientnet_b0": ("timm:efficientnet_b0", 0.8),
     "resnet50": ("timm:resnet50", 2.9),
     "regnety_016": ("timm:regnety_016", 2.6),
     "densenet121": ("timm:densenet121", 3.5),
@@ -44,7 +44,7 @@ SMALL_ARCHS = ("mobilenetv3", "efficientnet_b0")
 LARGE_ARCHS = ("resnet50", "regnety_016", "densenet121")
 FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
 SCHEME_LIST = ("last_layer_only", "all_layers", "layerwise", "bidirectional", "metalr")
-#: ResNet-18 training images/s on 2 CPU cores at 64 px (DESIGN.md, measured).
+#: ResNet-18 training images/s at 64 px for one worker with 1 thread (measured: 97-120).
 CPU_IMAGES_PER_S_64PX = 97.0
 
 
@@ -189,8 +189,9 @@ _EVAL_SIZES = {"chest_xray": 1146, "ct_covid": 225, "busi": 236, "dermamnist": 3
 
 
 def estimate_seconds(cell: Cell, images_per_s: float = CPU_IMAGES_PER_S_64PX) -> float:
-    """Rough training + evaluation time of a cell on 2 CPU cores (evaluation counted at 1/3
-    of a training image), from ResNet-18's measured 97 img/s at 64 px."""
+    """Rough training + evaluation time of a cell for one worker with 1 CPU thread
+    (evaluation counted at 1/3 of a training image), from ResNet-18's measured 97 img/s at
+    64 px. Two workers (``--shard 0/2``, ``1/2``) on 2 cores halve a suite's wall time."""
     n = _TRAIN_SIZES[cell.task] * cell.fraction
     if cell.max_train:
         n = min(n, cell.max_train)
