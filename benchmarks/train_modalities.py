@@ -169,7 +169,8 @@ tags: [hypernetwork, initialization, medical-imaging, {modality}]
   {ssl["architectures"]} architectures ({ssl["probe_trained_ahead"]} / {ssl["architectures"]}
   with the fitted head).
 - **Downstream**: see `benchmarks/results/downstream_{modality}.md` in the hyperinit repository.
-- **Caveat**: a few minutes of CPU training; the budget of the seed paper is 50 epochs on a GPU.
+- **Caveat**: {summary["wall_time_s"] / 60:.0f} minutes of CPU training; the budget of the seed
+  paper is 50 epochs on a GPU.
 """
 
 
