@@ -89,8 +89,8 @@ _TRAINED: dict[str, tuple[dict[str, str], str]] = {
     ),
     "ultrasound": (
         {
-            "config.json": "f01977ac637546ea3aae84c06ee76818c83f4256ded9f2078040846e39e3d51f",
-            "model.safetensors": "0795ce539938e987b412d49f22afb0de175f5e5ed4122335b07aa0cddd8e23c1",
+            "config.json": "5348be399a40e3719f2f1e72ee699ef7728f02cc2d96af7c9394765f7e6a8842",
+            "model.safetensors": "2a505c5226b45506556b31ac5e2ce0c806d344af3583ac5a0f7075d43a1ef824",
         },
         "2026-11-22",
     ),
