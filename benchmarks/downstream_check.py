@@ -108,7 +108,8 @@ def write(result: dict) -> None:
         "",
         f"10 % of the training labels, {result['seeds']} seeds, {result['epochs']} epochs, "
         f"{result['size']} px, test {metric} (epoch with the best validation {metric}); "
-        "`python benchmarks/downstream_check.py --modalities " + m + "`. ResNet-18 plus two "
+        f"`python benchmarks/downstream_check.py --modalities {m} --seeds {result['seeds']} "
+        f"--inits {' '.join(inits)}`. ResNet-18 plus two "
         "held-out architectures (never drawn in training). trained = hyperinit/checkpoints/"
         f"{m}; reference = the untrained reference hypernetwork; default = PyTorch's init.",
         "",

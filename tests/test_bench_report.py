@@ -137,6 +137,8 @@ def test_same_training_in_two_folders_counts_once(results_dir, tmp_path):
     other.mkdir(parents=True)
     r = _result("chest_xray", "default", 0, 0.10, [0.5, 0.6, 0.7, 0.8])
     r["cell"]["tags"] = ["elsewhere"]
+    planned = [Cell("chest_xray", seed=0, epochs=4, tags=("elsewhere",))]
+    r["key"] = planned[0].key()
     (other / "copy.json").write_text(json.dumps(r))
     results = load_results([results_dir, tmp_path / "other"])
     default_s0 = [
@@ -148,6 +150,10 @@ def test_same_training_in_two_folders_counts_once(results_dir, tmp_path):
         and x["cell"]["task"] == "chest_xray"
     ]
     assert len(default_s0) == 1 and default_s0[0]["cams"]  # the copy with CAMs is kept
+    # ... and both cells count as finished: the planned cell under another tag is not "missing"
+    assert r["key"] in default_s0[0]["same_training"]
+    text = write_report([results_dir, tmp_path / "other"], tmp_path / "R.md", planned=planned)
+    assert "| elsewhere | 1 / 1 |" in text.read_text()
 
 
 def test_trained_checkpoint_cells_get_their_own_column(results_dir):

@@ -56,8 +56,10 @@ def load_results(dirs: Iterable[str | Path]) -> list[dict]:
             elif "untrained" in str(r.get("init_info", {}).get("checkpoint", "")):
                 r["cell"]["init"] = f"{r['cell']['init']}@reference"  # say so in every table
             ident = _training_identity(r["cell"])
+            keys = {r["key"]} | (seen[ident]["same_training"] if ident in seen else set())
             if ident not in seen or (r.get("cams") and not seen[ident].get("cams")):
                 seen[ident] = r
+            seen[ident]["same_training"] = keys  # every cell key this training stands for
     return list(seen.values())
 
 
@@ -554,7 +556,7 @@ def _coverage(results: list[dict], planned: Sequence[Any] | None) -> list[str]:
         return []
     from hyperinit.bench.suites import estimate_seconds
 
-    done = {r["key"] for r in results}
+    done = {k for r in results for k in r.get("same_training", {r["key"]})}
     by_tag: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
     for cell in planned:
         row = by_tag[cell.tags[0] if cell.tags else "other"]
