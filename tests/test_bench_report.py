@@ -186,3 +186,13 @@ def test_shipped_checkpoint_cells_are_labelled_trained(results_dir):
     r["cell"]["hypernet"] = get_modality("xray").sha256["model.safetensors"][:8]
     path.write_text(json.dumps(r))
     assert "hyperinit:own@trained" in {x["cell"]["init"] for x in load_results([results_dir])}
+
+
+def test_segmentation_runs_stuck_at_dice_zero_are_listed(results_dir, tmp_path):
+    dead = _result("drive", "hyperinit:own", 1, 0.0, [0.2, 0.0, 0.0], primary="dice")
+    alive = _result("drive", "default", 1, 0.3, [0.2, 0.0, 0.3], primary="dice")
+    for r in (dead, alive):
+        (results_dir / "cells" / f"{r['key']}.json").write_text(json.dumps(r))
+    text = write_report([results_dir], tmp_path / "R.md").read_text()
+    assert "1 segmentation run(s) ended with test Dice 0" in text
+    assert "resnet18 hyperinit:own 10 % s1." in text

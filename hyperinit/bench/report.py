@@ -533,18 +533,39 @@ def _goal_row(
     ]
 
 
+def _collapsed_note(results: list[dict]) -> list[str]:
+    """Segmentation runs that ended predicting background only (test Dice 0)."""
+    dead = [
+        r["cell"]
+        for r in results
+        if TASKS[r["cell"]["task"]].kind == "segmentation" and not r["test"].get("dice", 1) > 0
+    ]
+    if not dead:
+        return []
+    runs = ", ".join(
+        f"{c['arch'].split(':')[-1]} {c['init']} {100 * c['fraction']:g} % s{c['seed']}"
+        for c in sorted(dead, key=lambda c: (c["init"], c["fraction"], c["seed"]))
+    )
+    return [
+        f"- {len(dead)} segmentation run(s) ended with test Dice 0, the U-Net predicting "
+        f"background only (every init passes through that state in early epochs; these never "
+        f"left it): {runs}. They count in the means."
+    ]
+
+
 def _compute_lines(results: list[dict], planned: Sequence[Any] | None) -> list[str]:
     """What the finished cells cost: training + validation seconds summed over cells."""
     secs = sum(r["train_seconds"] for r in results)
     lines = [f"Training and validation time of all {len(results)} cells: {secs / 60:.0f} min."]
     if planned:
         keys = {c.key() for c in planned}
-        mine = [r for r in results if r["key"] in keys]
+        mine = [r for r in results if r.get("same_training", {r["key"]}) & keys]
         if mine:
             threads = sorted({r.get("torch_threads") for r in mine if r.get("torch_threads")})
             s = sum(r["train_seconds"] for r in mine)
             lines.append(
-                f"Of the {len(keys)} cells of this suite, {len(mine)} have finished; they took "
+                f"Of the {len(keys)} cells of this suite, {len(mine)} distinct trainings have "
+                "finished; they took "
                 f"{s / 3600:.2f} h summed over cells ({'/'.join(map(str, threads))} thread(s) "
                 f"each), i.e. about {s / 7200:.2f} h of wall time for two workers on two cores."
             )
@@ -676,6 +697,7 @@ def write_report(
             "task's usual one are left out of every table: "
             + ", ".join(sorted(r["key"] for r in left_out)[:10])
         )
+    notes += _collapsed_note(results)
     L += ["", *notes, ""]
     cov = _coverage(results, planned)
     if cov:
