@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import timm
@@ -36,9 +35,8 @@ def weight_structure(hypernet: HyperInitializer, arch: str) -> dict:
     model = timm.create_model(arch, in_chans=1, num_classes=3)
     graph = trace(model, torch.zeros(1, 1, 64, 64))
     roles = [p for p in assign_roles(graph) if p.role == "weight"]
+    shares = hypernet.structured_shares(graph)
     with torch.no_grad():
-        feats = hypernet._param_features(hypernet.encode(graph), roles)
-        phi = (math.pi / 2) * torch.sigmoid(hypernet.mix(feats).squeeze(-1))
         preds = hypernet.predict_params(graph, seed=0, roles=roles)
     ranks = []
     for p in roles:
@@ -48,7 +46,7 @@ def weight_structure(hypernet: HyperInitializer, arch: str) -> dict:
         entropy = -(q * q.clamp_min(1e-12).log()).sum()
         ranks.append(float(entropy.exp()) / min(w.shape))
     return {
-        "structured_share": float((torch.cos(phi) ** 2).mean()),
+        "structured_share": sum(shares[p.name] for p in roles) / len(roles),
         "effective_rank_fraction": sum(ranks) / len(ranks),
     }
 

@@ -160,3 +160,21 @@ def test_checkpoint_dir_gets_its_own_key(tmp_path):
     before = cell.key()
     (folder / "model.safetensors").write_bytes(weights + b"\0")
     assert cell.key() != before
+
+
+def test_structured_share_cap_gets_its_own_key(tmp_path):
+    import json
+    import shutil
+
+    from hyperinit.modalities import get_modality
+
+    folder = tmp_path / "ck"
+    shutil.copytree(get_modality("xray").path, folder)
+    cell = Cell("chest_xray", init=f"hyperinit:{folder}")
+    uncapped = cell.config()["hypernet"]
+    config = json.loads((folder / "config.json").read_text())
+    config["max_structured_share"] = 0.25
+    (folder / "config.json").write_text(json.dumps(config))
+    # same weights file, different predictions: the cache must not hand back uncapped results
+    assert cell.config()["hypernet"] == uncapped + "-cap0.25"
+    assert cell.key() != Cell("chest_xray", init="hyperinit:own").key()

@@ -124,6 +124,36 @@ def test_save_and_load_round_trip(tmp_path, resnet_graph):
     assert all(torch.equal(x[k], y[k]) for k in x)
 
 
+def test_structured_share_cap(tmp_path, resnet_graph):
+    hn = hyperinit.load_hypernetwork("xray")[0]
+    shares = hn.structured_shares(resnet_graph)
+    assert max(shares.values()) > 0.3  # the trained checkpoint is well above the cap below
+    capped = hyperinit.HyperInitializer.from_pretrained(hn.save_pretrained(tmp_path / "c"))
+    capped.config.max_structured_share = 0.25
+    capped.save_pretrained(tmp_path / "c")
+    capped = hyperinit.HyperInitializer.from_pretrained(tmp_path / "c")
+    assert capped.config.max_structured_share == 0.25
+    capped_shares = capped.structured_shares(resnet_graph)
+    assert max(capped_shares.values()) <= 0.25 + 1e-6
+    # shares below the cap are untouched
+    low = [k for k, v in shares.items() if v < 0.25]
+    assert all(abs(capped_shares[k] - shares[k]) < 1e-6 for k in low)
+    with torch.no_grad():
+        a = hn.predict_params(resnet_graph, seed=0)
+        b = capped.predict_params(resnet_graph, seed=0)
+    w = "layer2.0.conv1.weight"
+    assert shares[w] > 0.25 and not torch.allclose(a[w], b[w])
+    # the cap moves variance from structure to noise; the scale stays the target's
+    assert abs(b[w].std().item() / a[w].std().item() - 1) < 0.15
+    with pytest.raises(ValueError, match="max_structured_share"):
+        hyperinit.HyperInitializer(max_structured_share=0.0)
+    cfg = json.loads((tmp_path / "c" / CONFIG_NAME).read_text())
+    cfg["max_structured_share"] = 2
+    (tmp_path / "c" / CONFIG_NAME).write_text(json.dumps(cfg))
+    with pytest.raises(hyperinit.CheckpointError, match=r"max_structured_share must be .*config"):
+        hyperinit.HyperInitializer.from_pretrained(tmp_path / "c")
+
+
 def test_vocabulary_is_remapped_by_name(tmp_path, resnet_graph):
     hn = hyperinit.HyperInitializer().eval()
     hn.save_pretrained(tmp_path / "c")

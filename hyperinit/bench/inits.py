@@ -53,9 +53,22 @@ def _file_digest(path: str, mtime: float) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
 
 
+def _cap_suffix(config_path: Path) -> str:
+    """``-cap<x>`` when a checkpoint's config caps the structured share (changes predictions
+    without changing the weights file), else ``""``."""
+    import json
+
+    try:
+        cap = json.loads(config_path.read_text()).get("max_structured_share")
+    except (OSError, ValueError):
+        return ""
+    return "" if cap is None else f"-cap{cap:g}"
+
+
 def hypernet_version(init: str | InitFn, modality: str) -> str | None:
     """Which hypernetwork a ``hyperinit:`` init uses, for cache keys: the sha256 prefix of a
-    trained registry checkpoint or of a checkpoint directory's ``model.safetensors``.
+    trained registry checkpoint or of a checkpoint directory's ``model.safetensors``, plus
+    ``-cap<x>`` when its config caps the structured share at prediction.
 
     ``None`` for other inits and for the untrained reference, so that results made before any
     trained checkpoint existed keep their keys and a trained checkpoint gets new cells.
@@ -66,15 +79,18 @@ def hypernet_version(init: str | InitFn, modality: str) -> str | None:
     arg = modality if arg == "own" else arg
     weights = Path(arg) / "model.safetensors"
     if weights.is_file():
-        return _file_digest(str(weights), weights.stat().st_mtime)
+        return _file_digest(str(weights), weights.stat().st_mtime) + _cap_suffix(
+            Path(arg) / "config.json"
+        )
     from hyperinit.modalities import MODALITIES, get_modality
 
     names = MODALITIES if arg == "auto" else (arg,)
-    shas = [
-        get_modality(n).sha256.get("model.safetensors", "")[:8]
-        for n in names
-        if get_modality(n).trained
-    ]
+    shas = []
+    for n in names:
+        info = get_modality(n)
+        if info.trained:
+            sha = info.sha256.get("model.safetensors", "")[:8]
+            shas.append(sha + _cap_suffix(info.path / "config.json"))
     return "-".join(shas) if shas else None
 
 

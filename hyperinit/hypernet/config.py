@@ -32,6 +32,10 @@ class HyperInitConfig:
         core_size: spatial size of the decoded kernel core (larger kernels are interpolated).
         decoder_hidden: channels of the decoder's convolutional layers.
         structured_fraction: initial share of variance in the structured part (untrained nets).
+        max_structured_share: cap on each predicted weight's share of variance in the
+            structured (low-rank) part, applied at prediction; ``None`` keeps the trained share.
+            The rest of the variance goes to seeded full-rank noise, so a lower cap gives
+            higher-rank weights.
         op_types, roles: the vocabularies the embedding tables were built with.
         modality, training: what the checkpoint was trained on (free-form for the model card).
     """
@@ -43,6 +47,7 @@ class HyperInitConfig:
     core_size: int = 7
     decoder_hidden: int = 32
     structured_fraction: float = 0.1
+    max_structured_share: float | None = None
     op_types: list[str] = field(default_factory=lambda: list(OP_TYPES))
     roles: list[str] = field(default_factory=lambda: list(ROLES))
     vocab_version: int = VOCAB_VERSION
@@ -73,7 +78,14 @@ class HyperInitConfig:
                 f"hyperinit understands ({FORMAT_VERSION}): upgrade hyperinit."
             )
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        cap = config.max_structured_share
+        if cap is not None and not (isinstance(cap, (int, float)) and 0 < cap <= 1):
+            raise CheckpointError(
+                f"{source}: max_structured_share must be a number in (0, 1] or null, got "
+                f"{cap!r}. Fix the value in config.json."
+            )
+        return config
 
     @classmethod
     def load(cls, path: str | Path) -> HyperInitConfig:

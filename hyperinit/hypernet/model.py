@@ -114,6 +114,9 @@ class HyperInitializer(nn.Module):
             if not hasattr(config, key):
                 raise TypeError(f"unknown HyperInitConfig field {key!r}")
             setattr(config, key, value)
+        cap = config.max_structured_share
+        if cap is not None and not 0 < cap <= 1:
+            raise ValueError(f"max_structured_share must be in (0, 1] or None, got {cap}")
         self.config = config
         d, r, hid, k0 = config.d_model, config.code_rank, config.decoder_hidden, config.core_size
         self.op_embed = nn.Embedding(len(config.op_types), d)
@@ -181,6 +184,23 @@ class HyperInitializer(nn.Module):
         codes = torch.tensor([_shape_codes(p.shape) for p in roles], device=dev)
         return h[nodes] + self.role_embed(role_ids) + self.shape_embed(codes).sum(1)
 
+    def _mix_angles(self, feats: torch.Tensor) -> torch.Tensor:
+        """phi per weight: ``cos(phi)^2`` of its variance is structured, ``sin(phi)^2`` noise."""
+        phi = (math.pi / 2) * torch.sigmoid(self.mix(feats).squeeze(-1))
+        cap = self.config.max_structured_share
+        if cap is not None and cap < 1:
+            phi = phi.clamp_min(math.acos(math.sqrt(cap)))
+        return phi
+
+    def structured_shares(self, graph: ArchGraph) -> dict[str, float]:
+        """Share of each predicted weight's variance in the structured part (after the cap)."""
+        roles = [p for p in assign_roles(graph) if p.role in ("weight", "embedding")]
+        if not roles:
+            return {}
+        with torch.no_grad():
+            phi = self._mix_angles(self._param_features(self.encode(graph), roles))
+        return {p.name: float(torch.cos(a) ** 2) for p, a in zip(roles, phi)}
+
     def _cores(self, feats: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         x = self.core_fc(feats).view(-1, cfg.decoder_hidden, cfg.core_size, cfg.core_size)
@@ -246,7 +266,7 @@ class HyperInitializer(nn.Module):
         if matrix:
             mfeats = feats[matrix]
             cores = self._cores(mfeats)
-            phi = (math.pi / 2) * torch.sigmoid(self.mix(mfeats).squeeze(-1))
+            phi = self._mix_angles(mfeats)
             groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
             for row, i in enumerate(matrix):
                 _, cols, _ = roles[i].matrix_shape
