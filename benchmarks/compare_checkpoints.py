@@ -33,6 +33,7 @@ def compare(modality: str, a: Path, b: Path, seeds: int, cells_dir: Path) -> dic
     size = 128 if task.kind == "segmentation" else 64
     inits = {"default": "default", "A": f"hyperinit:{a}", "B": f"hyperinit:{b}"}
     scores: dict[tuple[str, str], list[float]] = {}
+    val: dict[tuple[str, str], list[float]] = {}
     for seed in range(seeds):
         for arch in ARCHS:
             for name, init in inits.items():
@@ -49,6 +50,9 @@ def compare(modality: str, a: Path, b: Path, seeds: int, cells_dir: Path) -> dic
                     cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False
                 )
                 scores.setdefault((arch, name), []).append(r["test"][task.primary])
+                val.setdefault((arch, name), []).append(
+                    max(v[task.primary] for v in r["curves"]["val"])
+                )
     rows = []
     diffs_all: list[float] = []
     for arch in ARCHS:
@@ -66,6 +70,7 @@ def compare(modality: str, a: Path, b: Path, seeds: int, cells_dir: Path) -> dic
                 },
                 "b_minus_a": statistics.mean(d),
                 "b_better": sum(x > 0 for x in d),
+                "val": {name: statistics.mean(val[(arch, name)]) for name in inits},
             }
         )
     mean = statistics.mean(diffs_all)

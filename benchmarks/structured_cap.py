@@ -1,0 +1,188 @@
+"""Does capping the structured share of the predicted weights help downstream?
+
+Each predicted weight is ``cos(phi) * structured + sin(phi) * noise``; the trained checkpoints
+put about half of the variance in the rank-16 structured part, which lowers the weights'
+effective rank (``train_long.md``). ``HyperInitConfig.max_structured_share`` caps that share at
+prediction. For every cap and modality this makes a copy of the shipped checkpoint with the cap
+in its ``config.json`` (``runs/structured_cap/cap<c>/<modality>``) and fine-tunes ResNet-18 and
+the two held-out architectures of ``downstream_check.py`` from default init, the shipped
+checkpoint and the capped copy, paired by seed (``compare_checkpoints.compare``; cells cached).
+
+The cap to ship is chosen on the **validation** split only: the cap with the highest mean
+best-epoch validation score over the classification tasks and the three architectures, if that
+beats the uncapped checkpoint. DRIVE has no validation split (the runner validates on test), so
+fundus is reported but not used to choose.
+Writes ``benchmarks/results/structured_cap.{json,md,png}``.
+
+    python benchmarks/structured_cap.py --caps 0.25 0.1 --seeds 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import statistics
+from pathlib import Path
+
+import torch
+from compare_checkpoints import compare
+from downstream_check import ARCHS, RESULTS, TASK
+
+from hyperinit.bench.tasks import get_task
+
+WORK = Path("runs/structured_cap")
+
+
+def capped_copy(modality: str, cap: float) -> Path:
+    """The shipped checkpoint of ``modality`` with ``max_structured_share = cap``."""
+    src = Path("hyperinit/checkpoints") / modality
+    dst = WORK / f"cap{cap:g}" / modality
+    dst.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src / "model.safetensors", dst / "model.safetensors")
+    config = json.loads((src / "config.json").read_text())
+    config["max_structured_share"] = cap
+    (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return dst
+
+
+def run(modalities: list[str], caps: list[float], seeds: int, cells: Path) -> dict:
+    out: dict = {"caps": caps, "seeds": seeds, "archs": list(ARCHS), "modalities": {}}
+    for m in modalities:
+        shipped = Path("hyperinit/checkpoints") / m
+        per_cap = {}
+        for cap in caps:
+            logging.info("%s: cap %g", m, cap)
+            per_cap[f"{cap:g}"] = compare(m, shipped, capped_copy(m, cap), seeds, cells)
+        task = get_task(TASK[m])
+        out["modalities"][m] = {
+            "task": task.name,
+            "metric": task.primary,
+            "has_val_split": task.kind != "segmentation",
+            "runs": per_cap,
+        }
+    return out
+
+
+def _select(result: dict) -> dict:
+    """Mean validation gain of each cap over the uncapped checkpoint (classification only)."""
+    gains: dict[str, list[float]] = {f"{c:g}": [] for c in result["caps"]}
+    for info in result["modalities"].values():
+        if not info["has_val_split"]:
+            continue
+        for cap, r in info["runs"].items():
+            gains[cap] += [row["val"]["B"] - row["val"]["A"] for row in r["rows"]]
+    mean = {c: statistics.mean(v) for c, v in gains.items() if v}
+    best = max(mean, key=mean.get) if mean else None
+    return {
+        "val_gain_over_uncapped": mean,
+        "n_pairs": {c: len(v) for c, v in gains.items()},
+        "chosen": best if best is not None and mean[best] > 0 else None,
+    }
+
+
+def write(result: dict) -> None:
+    result["selection"] = _select(result)
+    (RESULTS / "structured_cap.json").write_text(json.dumps(result, indent=2) + "\n")
+    caps = [f"{c:g}" for c in result["caps"]]
+    sel = result["selection"]
+    lines = [
+        "# Capping the structured share of predicted weights",
+        "",
+        f"10 % of the labels, 5 epochs, {result['seeds']} seeds paired by seed, test metric "
+        "(epoch with the best validation score); uncapped = the shipped checkpoint, cap c = the "
+        "same weights with `max_structured_share = c`. "
+        f"`python benchmarks/structured_cap.py --caps {' '.join(caps)} "
+        f"--seeds {result['seeds']}`.",
+        "",
+        "Choice on the validation split only (classification tasks; DRIVE validates on its "
+        "test images, so it is not used): mean validation gain over uncapped "
+        + ", ".join(
+            f"cap {c}: {g:+.4f} (n={sel['n_pairs'][c]})"
+            for c, g in sel["val_gain_over_uncapped"].items()
+        )
+        + f". Chosen: {'cap ' + sel['chosen'] if sel['chosen'] else 'no cap'}.",
+        "",
+        "| modality | task | architecture | default | uncapped | "
+        + " | ".join(f"cap {c}" for c in caps)
+        + " | "
+        + " | ".join(f"cap {c} − uncapped (better in)" for c in caps)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * (2 * len(caps)),
+    ]
+    for m, info in result["modalities"].items():
+        first = info["runs"][caps[0]]
+        for i, arch in enumerate(ARCHS):
+            base = first["rows"][i]
+            cells = [f"{base[k]['mean']:.3f}" for k in ("default", "A")]
+            cells += [f"{info['runs'][c]['rows'][i]['B']['mean']:.3f}" for c in caps]
+            cells += [
+                f"{info['runs'][c]['rows'][i]['b_minus_a']:+.3f} "
+                f"({info['runs'][c]['rows'][i]['b_better']}/{result['seeds']})"
+                for c in caps
+            ]
+            lines.append(f"| {m} | {info['task']} | {arch.split(':')[1]} | " + " | ".join(cells))
+    lines += ["", "Ahead of default init (test mean), by architecture:", ""]
+    for label, key in [("uncapped", None)] + [(f"cap {c}", c) for c in caps]:
+        counts = []
+        for i, arch in enumerate(ARCHS):
+            ahead = 0
+            for info in result["modalities"].values():
+                row = info["runs"][caps[0] if key is None else key]["rows"][i]
+                score = row["A"]["mean"] if key is None else row["B"]["mean"]
+                ahead += score > row["default"]["mean"]
+            counts.append(f"{arch.split(':')[1]} {ahead}/{len(result['modalities'])}")
+        lines.append(f"- {label}: " + ", ".join(counts))
+    (RESULTS / "structured_cap.md").write_text("\n".join(lines) + "\n")
+    _plot(result)
+
+
+def _plot(result: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    caps = [f"{c:g}" for c in result["caps"]]
+    mods = list(result["modalities"])
+    fig, axes = plt.subplots(1, len(ARCHS), figsize=(4 * len(ARCHS), 3.4), sharey=True)
+    for i, (ax, arch) in enumerate(zip(axes, ARCHS)):
+        labels = ["uncapped"] + [f"cap {c}" for c in caps]
+        width = 0.8 / len(labels)
+        for j, label in enumerate(labels):
+            ys = []
+            for m in mods:
+                runs = result["modalities"][m]["runs"]
+                row = runs[caps[0] if j == 0 else caps[j - 1]]["rows"][i]
+                score = row["A"]["mean"] if j == 0 else row["B"]["mean"]
+                ys.append(score - row["default"]["mean"])
+            xs = [k + (j - (len(labels) - 1) / 2) * width for k in range(len(mods))]
+            ax.bar(xs, ys, width, color=f"C{j}", label=label)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(range(len(mods)), mods, rotation=30, fontsize=8)
+        ax.set_title(arch.split(":")[1], fontsize=9)
+    axes[0].set_ylabel("test score − default init")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "structured_cap.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--modalities", nargs="*", default=list(TASK))
+    p.add_argument("--caps", nargs="+", type=float, default=[0.25])
+    p.add_argument("--seeds", type=int, default=6)
+    p.add_argument("--cells", default="runs/downstream")
+    p.add_argument("--no-write", action="store_true", help="run cells only (parallel workers)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    result = run(args.modalities, args.caps, args.seeds, Path(args.cells))
+    if not args.no_write:
+        write(result)
+
+
+if __name__ == "__main__":
+    main()
