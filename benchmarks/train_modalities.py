@@ -65,6 +65,7 @@ def _config(modality: str, args: argparse.Namespace) -> TrainConfig:
         max_params=1_500_000,
         lr=args.lr,
         structured_fraction=args.structured_fraction,
+        max_structured_share=args.max_structured_share,
         checkpoint_every=50,
         out=str(Path(args.runs) / modality),
         time_limit_s=args.time_limit,
@@ -240,6 +241,7 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--structured-fraction", type=float, default=0.5)
+    p.add_argument("--max-structured-share", type=float, default=None)
     p.add_argument("--time-limit", type=float, default=600.0, help="per modality, seconds")
     p.add_argument("--runs", default="runs/modalities")
     p.add_argument("--export-dir", default="hyperinit/checkpoints")

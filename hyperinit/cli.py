@@ -189,6 +189,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_images=args.max_images,
         max_params=args.max_params,
         init=args.init,
+        max_structured_share=args.max_structured_share,
     )
     train(config, export=args.export)
     return 0
@@ -285,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None, help="use at most this many images")
     p.add_argument("--max-params", type=int, default=3_000_000, help="largest architecture")
     p.add_argument("--init", default=None, help="checkpoint to start from (default: reference)")
+    p.add_argument(
+        "--max-structured-share",
+        type=float,
+        default=None,
+        help="cap each predicted weight's low-rank share of variance (0-1], kept in the checkpoint",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.set_defaults(func=_cmd_train)
     return parser

@@ -155,6 +155,11 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path, bank):
         other.fit()
 
 
+def test_bad_structured_share_cap_is_refused(tmp_path, bank):
+    with pytest.raises(hyperinit.HyperInitError, match="max_structured_share"):
+        HyperTrainer(_config(tmp_path, max_structured_share=1.5), bank=bank)
+
+
 def test_custom_objective_plugs_in(tmp_path, bank):
     @register_objective
     class MeanIntensity(Objective):
@@ -205,12 +210,17 @@ def test_cli_train_then_initialize_with_the_checkpoint(tmp_path, xray_files):
         "300000",
         "--checkpoint-every",
         "1",
+        "--max-structured-share",
+        "0.3",
     ]
     assert cli_main(argv) == 0
     assert (out / STATE_NAME).is_file() and (out / "log.csv").is_file()
     hn = hyperinit.HyperInitializer.from_pretrained(export)
     assert hn.config.modality == "ct" and hn.config.training["steps"] == 2
     assert hn.config.training["images"] == 10
+    assert hn.config.max_structured_share == 0.3
+    shares = hn.structured_shares(hyperinit.trace(hyperinit.models.create_model("timm:resnet10t")))
+    assert max(shares.values()) <= 0.3 + 1e-6
     model = hyperinit.models.create_model("timm:resnet10t", in_chans=1, num_classes=2)
     report = hyperinit.initialize(model, checkpoint=export, seed=0)
     assert report.predicted and str(export) in report.checkpoint

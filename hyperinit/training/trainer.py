@@ -69,6 +69,9 @@ class TrainConfig:
         init: hypernetwork checkpoint to start from (None: the reference initialisation).
         structured_fraction: start with this share of each predicted weight's variance in the
             learned (structured) part instead of the checkpoint's; the rest is seeded noise.
+        max_structured_share: train (and save) the hypernetwork with this cap on the
+            structured share (``HyperInitConfig.max_structured_share``); None keeps the
+            checkpoint's.
     """
 
     modality: str = "xray"
@@ -96,6 +99,7 @@ class TrainConfig:
     time_limit_s: float | None = None
     init: str | None = None
     structured_fraction: float | None = None
+    max_structured_share: float | None = None
     max_images: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -223,6 +227,12 @@ class HyperTrainer:
             self.hypernet = make_reference()
         if config.structured_fraction is not None:
             self._set_structured_fraction(config.structured_fraction)
+        if config.max_structured_share is not None:
+            if not 0 < config.max_structured_share <= 1:
+                raise TrainingError(
+                    f"max_structured_share must be in (0, 1], got {config.max_structured_share}"
+                )
+            self.hypernet.config.max_structured_share = config.max_structured_share
         self.hypernet.to(self.device).train()
         torch.manual_seed(_seed_of(config.seed, 17) % (1 << 31))
         self.objective = create_objective(config.objective, config.feature_dim).to(self.device)
