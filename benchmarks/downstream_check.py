@@ -14,6 +14,7 @@ Uses hyperinit.bench.run_cell (cached per cell, so re-running resumes). Writes
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import statistics
@@ -34,6 +35,8 @@ TASK = {
 }
 ARCHS = ("timm:resnet18", "timm:regnetx_002", "timm:mobilenetv3_small_100")
 RESULTS = Path("benchmarks/results")
+#: An epoch whose mean training loss exceeds the previous epoch's by this factor is a spike.
+SPIKE = 1.5
 
 
 def _init(modality: str, name: str) -> str:
@@ -55,7 +58,8 @@ def check(modality: str, inits: list[str], seeds: int, epochs: int, cells_dir: P
                     task=task.name,
                     arch=arch,
                     init=_init(modality, name),
-                    init_name=f"{name}:{modality}" if name == "trained" else name,
+                    # trained: the checkpoint folder's label, shared with compare_checkpoints.py
+                    init_name=None if name == "trained" else name,
                     fraction=0.1,
                     seed=seed,
                     epochs=epochs,
@@ -64,7 +68,11 @@ def check(modality: str, inits: list[str], seeds: int, epochs: int, cells_dir: P
                 r = run_cell(
                     cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False
                 )
-                rows.append({"arch": arch, "init": name, "seed": seed, **r["test"]})
+                loss = r["curves"]["train_loss"]
+                spike = any(b > SPIKE * a for a, b in itertools.pairwise(loss))
+                rows.append(
+                    {"arch": arch, "init": name, "seed": seed, **r["test"], "loss_spike": spike}
+                )
                 logging.info("%s %s %s seed %d: %s", modality, arch, name, seed, r["test"])
     primary = task.primary
     summary = {}
@@ -127,6 +135,21 @@ def write(result: dict) -> None:
             if diff is not None
             else f"| {arch} | " + " | ".join(cells) + " | - |"
         )
+    lines += [
+        "",
+        f"Runs with a loss spike (an epoch's training loss over {SPIKE}x the previous "
+        "epoch's): "
+        + "; ".join(
+            f"{arch.split(':')[1]} "
+            + ", ".join(
+                f"{name} {sum(r['loss_spike'] for r in sel)}/{len(sel)}"
+                for name in inits
+                if (sel := [r for r in result["rows"] if r["arch"] == arch and r["init"] == name])
+            )
+            for arch in ARCHS
+        )
+        + ".",
+    ]
     (RESULTS / f"downstream_{m}.md").write_text("\n".join(lines) + "\n")
     _update_card(result)
     try:
