@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 
 import torch
-from downstream_check import ARCHS, RESULTS, TASK
+from downstream_check import ARCHS, RESULTS, TASK, loss_spike
 
 from hyperinit.bench.inits import hypernet_version
 from hyperinit.bench.runner import Cell, run_cell
@@ -34,6 +34,7 @@ def compare(modality: str, a: Path, b: Path, seeds: int, cells_dir: Path) -> dic
     inits = {"default": "default", "A": f"hyperinit:{a}", "B": f"hyperinit:{b}"}
     scores: dict[tuple[str, str], list[float]] = {}
     val: dict[tuple[str, str], list[float]] = {}
+    spikes: dict[tuple[str, str], int] = {}
     for seed in range(seeds):
         for arch in ARCHS:
             for name, init in inits.items():
@@ -53,6 +54,8 @@ def compare(modality: str, a: Path, b: Path, seeds: int, cells_dir: Path) -> dic
                 val.setdefault((arch, name), []).append(
                     max(v[task.primary] for v in r["curves"]["val"])
                 )
+                spike = loss_spike(r["curves"]["train_loss"])
+                spikes[(arch, name)] = spikes.get((arch, name), 0) + spike
     rows = []
     diffs_all: list[float] = []
     for arch in ARCHS:
@@ -71,6 +74,7 @@ def compare(modality: str, a: Path, b: Path, seeds: int, cells_dir: Path) -> dic
                 "b_minus_a": statistics.mean(d),
                 "b_better": sum(x > 0 for x in d),
                 "val": {name: statistics.mean(val[(arch, name)]) for name in inits},
+                "loss_spikes": {name: spikes[(arch, name)] for name in inits},
             }
         )
     mean = statistics.mean(diffs_all)

@@ -39,6 +39,11 @@ RESULTS = Path("benchmarks/results")
 SPIKE = 1.5
 
 
+def loss_spike(train_loss: list[float]) -> bool:
+    """Whether some epoch's mean training loss exceeds the previous epoch's ``SPIKE``-fold."""
+    return any(now > SPIKE * before for before, now in itertools.pairwise(train_loss))
+
+
 def _init(modality: str, name: str) -> str:
     if name == "default":
         return "default"
@@ -68,8 +73,7 @@ def check(modality: str, inits: list[str], seeds: int, epochs: int, cells_dir: P
                 r = run_cell(
                     cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False
                 )
-                loss = r["curves"]["train_loss"]
-                spike = any(b > SPIKE * a for a, b in itertools.pairwise(loss))
+                spike = loss_spike(r["curves"]["train_loss"])
                 rows.append(
                     {"arch": arch, "init": name, "seed": seed, **r["test"], "loss_spike": spike}
                 )

@@ -8,10 +8,10 @@ in its ``config.json`` (``runs/structured_cap/cap<c>/<modality>``) and fine-tune
 the two held-out architectures of ``downstream_check.py`` from default init, the shipped
 checkpoint and the capped copy, paired by seed (``compare_checkpoints.compare``; cells cached).
 
-The cap to ship is chosen on the **validation** split only: the cap with the highest mean
-best-epoch validation score over the classification tasks and the three architectures, if that
-beats the uncapped checkpoint. DRIVE has no validation split (the runner validates on test), so
-fundus is reported but not used to choose.
+A cap is judged on the **validation** split only: the mean gain of its best-epoch validation
+score over the uncapped checkpoint's, over the classification tasks and the three
+architectures (with its standard error; the test gain is reported beside it). DRIVE has no
+validation split (the runner validates on test), so fundus is reported but not used to judge.
 Writes ``benchmarks/results/structured_cap.{json,md,png}``.
 
     python benchmarks/structured_cap.py --caps 0.25 0.1 --seeds 6
@@ -22,13 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import statistics
 from pathlib import Path
 
 import torch
 from compare_checkpoints import compare
-from downstream_check import ARCHS, RESULTS, TASK
+from downstream_check import ARCHS, RESULTS, SPIKE, TASK
 
 from hyperinit.bench.tasks import get_task
 
@@ -65,20 +66,28 @@ def run(modalities: list[str], caps: list[float], seeds: int, cells: Path) -> di
     return out
 
 
+def _mean_se(xs: list[float]) -> tuple[float, float]:
+    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
+    return statistics.mean(xs), se
+
+
 def _select(result: dict) -> dict:
-    """Mean validation gain of each cap over the uncapped checkpoint (classification only)."""
-    gains: dict[str, list[float]] = {f"{c:g}": [] for c in result["caps"]}
+    """Validation gain of each cap over the uncapped checkpoint (classification tasks; mean and
+    standard error over task x architecture pairs), and the test gain over all pairs."""
+    val: dict[str, list[float]] = {f"{c:g}": [] for c in result["caps"]}
+    test: dict[str, list[float]] = {f"{c:g}": [] for c in result["caps"]}
     for info in result["modalities"].values():
-        if not info["has_val_split"]:
-            continue
         for cap, r in info["runs"].items():
-            gains[cap] += [row["val"]["B"] - row["val"]["A"] for row in r["rows"]]
-    mean = {c: statistics.mean(v) for c, v in gains.items() if v}
-    best = max(mean, key=mean.get) if mean else None
+            test[cap] += [row["b_minus_a"] for row in r["rows"]]
+            if info["has_val_split"]:
+                val[cap] += [row["val"]["B"] - row["val"]["A"] for row in r["rows"]]
+    val_gain = {c: _mean_se(v) for c, v in val.items() if v}
+    best = max(val_gain, key=lambda c: val_gain[c][0]) if val_gain else None
     return {
-        "val_gain_over_uncapped": mean,
-        "n_pairs": {c: len(v) for c, v in gains.items()},
-        "chosen": best if best is not None and mean[best] > 0 else None,
+        "val_gain_over_uncapped": val_gain,
+        "test_gain_over_uncapped": {c: _mean_se(v) for c, v in test.items() if v},
+        "n_pairs": {c: len(v) for c, v in val.items()},
+        "best_on_val": best if best is not None and val_gain[best][0] > 0 else None,
     }
 
 
@@ -96,13 +105,18 @@ def write(result: dict) -> None:
         f"`python benchmarks/structured_cap.py --caps {' '.join(caps)} "
         f"--seeds {result['seeds']}`.",
         "",
-        "Choice on the validation split only (classification tasks; DRIVE validates on its "
-        "test images, so it is not used): mean validation gain over uncapped "
-        + ", ".join(
-            f"cap {c}: {g:+.4f} (n={sel['n_pairs'][c]})"
-            for c, g in sel["val_gain_over_uncapped"].items()
+        "Judged on the validation split only (classification tasks; DRIVE validates on its "
+        "test images, so it is not used). Gain over uncapped, mean ± standard error over "
+        "task × architecture pairs: "
+        + "; ".join(
+            f"cap {c}: validation {g:+.4f} ± {se:.4f} (n={sel['n_pairs'][c]}), test "
+            f"{sel['test_gain_over_uncapped'][c][0]:+.4f} ± "
+            f"{sel['test_gain_over_uncapped'][c][1]:.4f}"
+            for c, (g, se) in sel["val_gain_over_uncapped"].items()
         )
-        + f". Chosen: {'cap ' + sel['chosen'] if sel['chosen'] else 'no cap'}.",
+        + ". Best on validation: "
+        + (f"cap {sel['best_on_val']}" if sel["best_on_val"] else "no cap")
+        + ".",
         "",
         "| modality | task | architecture | default | uncapped | "
         + " | ".join(f"cap {c}" for c in caps)
@@ -134,6 +148,22 @@ def write(result: dict) -> None:
                 ahead += score > row["default"]["mean"]
             counts.append(f"{arch.split(':')[1]} {ahead}/{len(result['modalities'])}")
         lines.append(f"- {label}: " + ", ".join(counts))
+    lines += [
+        "",
+        f"Fine-tuning runs with a loss spike (an epoch's training loss over {SPIKE}x the "
+        "previous epoch's), all modalities:",
+        "",
+    ]
+    for i, arch in enumerate(ARCHS):
+        parts = []
+        infos = list(result["modalities"].values())
+        runs = len(infos) * result["seeds"]
+        for label, cap, side in [("default", caps[0], "default"), ("uncapped", caps[0], "A")] + [
+            (f"cap {c}", c, "B") for c in caps
+        ]:
+            n = sum(info["runs"][cap]["rows"][i]["loss_spikes"][side] for info in infos)
+            parts.append(f"{label} {n}/{runs}")
+        lines.append(f"- {arch.split(':')[1]}: " + ", ".join(parts))
     (RESULTS / "structured_cap.md").write_text("\n".join(lines) + "\n")
     _plot(result)
 
