@@ -177,4 +177,7 @@ def test_structured_share_cap_gets_its_own_key(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     # same weights file, different predictions: the cache must not hand back uncapped results
     assert cell.config()["hypernet"] == uncapped + "-cap0.25"
+    config["noise"] = "gaussian"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert cell.config()["hypernet"] == uncapped + "-cap0.25-gaussian"
     assert cell.key() != Cell("chest_xray", init="hyperinit:own").key()

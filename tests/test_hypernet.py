@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import hyperinit
 from hyperinit.hypernet.model import CONFIG_NAME, WEIGHTS_NAME
 from hyperinit.hypernet.roles import BIAS_RANGE, NORM_WEIGHT_RANGE, assign_roles
-from hyperinit.hypernet.synthesis import kron_factors, kron_noise
+from hyperinit.hypernet.synthesis import gaussian_noise, kron_factors, kron_noise
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +152,34 @@ def test_structured_share_cap(tmp_path, resnet_graph):
     (tmp_path / "c" / CONFIG_NAME).write_text(json.dumps(cfg))
     with pytest.raises(hyperinit.CheckpointError, match=r"max_structured_share must be .*config"):
         hyperinit.HyperInitializer.from_pretrained(tmp_path / "c")
+
+
+def test_gaussian_noise_option(tmp_path, resnet_graph):
+    hn = hyperinit.load_hypernetwork("xray")[0]
+    iid = hyperinit.HyperInitializer.from_pretrained(hn.save_pretrained(tmp_path / "g"))
+    iid.config.noise = "gaussian"
+    with torch.no_grad():
+        a = hn.predict_params(resnet_graph, seed=0)
+        b = iid.predict_params(resnet_graph, seed=0)
+        c = iid.predict_params(resnet_graph, seed=0)
+    w = "layer3.1.conv2.weight"  # 256 x 2304: Kronecker noise by default
+    assert not torch.allclose(a[w], b[w]) and torch.equal(b[w], c[w])
+    assert abs(b[w].std().item() / a[w].std().item() - 1) < 0.1
+    # Kronecker noise repeats one small factor across blocks of the matrix; i.i.d. noise does not
+    g = torch.Generator().manual_seed(0)
+    kron = kron_noise(256, 2304, g)
+    iid_noise = gaussian_noise(256, 2304, torch.Generator().manual_seed(0))
+    assert torch.linalg.matrix_rank(kron[:32, :32]) < 32
+    assert torch.linalg.matrix_rank(iid_noise[:32, :32]) == 32
+    with pytest.raises(ValueError, match="noise"):
+        hyperinit.HyperInitializer(noise="uniform")
+    iid.save_pretrained(tmp_path / "g")
+    assert hyperinit.HyperInitializer.from_pretrained(tmp_path / "g").config.noise == "gaussian"
+    cfg = json.loads((tmp_path / "g" / CONFIG_NAME).read_text())
+    cfg["noise"] = "uniform"
+    (tmp_path / "g" / CONFIG_NAME).write_text(json.dumps(cfg))
+    with pytest.raises(hyperinit.CheckpointError, match=r"noise must be one of kron, gaussian"):
+        hyperinit.HyperInitializer.from_pretrained(tmp_path / "g")
 
 
 def test_vocabulary_is_remapped_by_name(tmp_path, resnet_graph):

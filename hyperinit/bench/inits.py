@@ -53,22 +53,23 @@ def _file_digest(path: str, mtime: float) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:8]
 
 
-def _cap_suffix(config_path: Path) -> str:
-    """``-cap<x>`` when a checkpoint's config caps the structured share (changes predictions
-    without changing the weights file), else ``""``."""
+def _config_suffix(config_path: Path) -> str:
+    """What a checkpoint's config changes in its predictions without changing its weights file:
+    ``-cap<x>`` for a structured-share cap, ``-<noise>`` for non-default noise; else ``""``."""
     import json
 
     try:
-        cap = json.loads(config_path.read_text()).get("max_structured_share")
+        config = json.loads(config_path.read_text())
     except (OSError, ValueError):
         return ""
-    return "" if cap is None else f"-cap{cap:g}"
+    cap, noise = config.get("max_structured_share"), config.get("noise", "kron")
+    return ("" if cap is None else f"-cap{cap:g}") + ("" if noise == "kron" else f"-{noise}")
 
 
 def hypernet_version(init: str | InitFn, modality: str) -> str | None:
     """Which hypernetwork a ``hyperinit:`` init uses, for cache keys: the sha256 prefix of a
     trained registry checkpoint or of a checkpoint directory's ``model.safetensors``, plus
-    ``-cap<x>`` when its config caps the structured share at prediction.
+    ``-cap<x>`` / ``-gaussian`` when its config caps the structured share or changes the noise.
 
     ``None`` for other inits and for the untrained reference, so that results made before any
     trained checkpoint existed keep their keys and a trained checkpoint gets new cells.
@@ -79,7 +80,7 @@ def hypernet_version(init: str | InitFn, modality: str) -> str | None:
     arg = modality if arg == "own" else arg
     weights = Path(arg) / "model.safetensors"
     if weights.is_file():
-        return _file_digest(str(weights), weights.stat().st_mtime) + _cap_suffix(
+        return _file_digest(str(weights), weights.stat().st_mtime) + _config_suffix(
             Path(arg) / "config.json"
         )
     from hyperinit.modalities import MODALITIES, get_modality
@@ -90,7 +91,7 @@ def hypernet_version(init: str | InitFn, modality: str) -> str | None:
         info = get_modality(n)
         if info.trained:
             sha = info.sha256.get("model.safetensors", "")[:8]
-            shas.append(sha + _cap_suffix(info.path / "config.json"))
+            shas.append(sha + _config_suffix(info.path / "config.json"))
     return "-".join(shas) if shas else None
 
 

@@ -18,6 +18,8 @@ __all__ = ["FORMAT_NAME", "HyperInitConfig"]
 #: Written to every config.json; a file without it is not a hyperinit checkpoint.
 FORMAT_NAME = "hyperinit.HyperInitializer"
 FORMAT_VERSION = 1
+#: Kinds of symmetry-breaking noise (``HyperInitConfig.noise``).
+NOISE_KINDS = ("kron", "gaussian")
 
 
 @dataclass
@@ -36,6 +38,8 @@ class HyperInitConfig:
             structured (low-rank) part, applied at prediction; ``None`` keeps the trained share.
             The rest of the variance goes to seeded full-rank noise, so a lower cap gives
             higher-rank weights.
+        noise: the symmetry-breaking noise: ``"kron"`` (a Kronecker product of two small
+            Gaussian factors, fast) or ``"gaussian"`` (i.i.d., one draw per element).
         op_types, roles: the vocabularies the embedding tables were built with.
         modality, training: what the checkpoint was trained on (free-form for the model card).
     """
@@ -48,6 +52,7 @@ class HyperInitConfig:
     decoder_hidden: int = 32
     structured_fraction: float = 0.1
     max_structured_share: float | None = None
+    noise: str = "kron"
     op_types: list[str] = field(default_factory=lambda: list(OP_TYPES))
     roles: list[str] = field(default_factory=lambda: list(ROLES))
     vocab_version: int = VOCAB_VERSION
@@ -84,6 +89,11 @@ class HyperInitConfig:
             raise CheckpointError(
                 f"{source}: max_structured_share must be a number in (0, 1] or null, got "
                 f"{cap!r}. Fix the value in config.json."
+            )
+        if config.noise not in NOISE_KINDS:
+            raise CheckpointError(
+                f"{source}: noise must be one of {', '.join(NOISE_KINDS)}, got "
+                f"{config.noise!r}. Fix the value in config.json."
             )
         return config
 

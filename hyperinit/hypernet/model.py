@@ -26,7 +26,7 @@ from torch import nn
 from hyperinit.errors import CheckpointError
 from hyperinit.graph.archgraph import ArchGraph
 from hyperinit.graph.ops import OP_TYPES
-from hyperinit.hypernet.config import HyperInitConfig
+from hyperinit.hypernet.config import NOISE_KINDS, HyperInitConfig
 from hyperinit.hypernet.roles import (
     BIAS_RANGE,
     NORM_WEIGHT_RANGE,
@@ -34,7 +34,12 @@ from hyperinit.hypernet.roles import (
     ParamRole,
     assign_roles,
 )
-from hyperinit.hypernet.synthesis import cosine_basis, kron_noise, param_generator
+from hyperinit.hypernet.synthesis import (
+    cosine_basis,
+    gaussian_noise,
+    kron_noise,
+    param_generator,
+)
 
 __all__ = ["HyperInitializer"]
 
@@ -117,6 +122,8 @@ class HyperInitializer(nn.Module):
         cap = config.max_structured_share
         if cap is not None and not 0 < cap <= 1:
             raise ValueError(f"max_structured_share must be in (0, 1] or None, got {cap}")
+        if config.noise not in NOISE_KINDS:
+            raise ValueError(f"noise must be one of {NOISE_KINDS}, got {config.noise!r}")
         self.config = config
         d, r, hid, k0 = config.d_model, config.code_rank, config.decoder_hidden, config.core_size
         self.op_embed = nn.Embedding(len(config.op_types), d)
@@ -305,7 +312,8 @@ class HyperInitializer(nn.Module):
         target = p.target_std
         alpha = torch.cos(phi) * target / rms
         beta = torch.sin(phi) * target
-        noise = kron_noise(rows, cols * kernel, generator, dev, scale=beta)
+        draw = gaussian_noise if self.config.noise == "gaussian" else kron_noise
+        noise = draw(rows, cols * kernel, generator, dev, scale=beta)
         if torch.is_grad_enabled():
             w = torch.addmm(noise, codes_out, q * alpha)
         else:

@@ -29,7 +29,7 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["cosine_basis", "kron_factors", "kron_noise", "param_generator"]
+__all__ = ["cosine_basis", "gaussian_noise", "kron_factors", "kron_noise", "param_generator"]
 
 
 @lru_cache(maxsize=512)
@@ -81,6 +81,22 @@ def param_generator(seed: int, name: str) -> torch.Generator:
     )
 
 
+def gaussian_noise(
+    rows: int,
+    cols: int,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    scale: torch.Tensor | float = 1.0,
+) -> torch.Tensor:
+    """A new ``(rows, cols)`` i.i.d. Gaussian matrix with exactly zero mean and RMS ``scale``:
+    the slower, unstructured alternative to :func:`kron_noise`."""
+    noise = torch.randn(rows, cols, generator=generator, dtype=torch.float64)
+    noise -= noise.mean()
+    noise /= noise.pow(2).mean().sqrt().clamp_min(1e-12)
+    return noise.to(device=device, dtype=dtype) * scale
+
+
 def kron_noise(
     rows: int,
     cols: int,
@@ -93,10 +109,7 @@ def kron_noise(
     (a float or a 0-dim tensor, through which gradients flow)."""
     factors = kron_factors(rows, cols)
     if factors is None:
-        noise = torch.randn(rows, cols, generator=generator, dtype=torch.float64)
-        noise -= noise.mean()
-        noise /= noise.pow(2).mean().sqrt().clamp_min(1e-12)
-        return noise.to(device=device, dtype=dtype) * scale
+        return gaussian_noise(rows, cols, generator, device, dtype, scale)
     r1, c1, r2, c2 = factors
     a = torch.randn(r1, c1, generator=generator, dtype=torch.float64)
     b = torch.randn(r2, c2, generator=generator, dtype=torch.float64)
