@@ -36,14 +36,17 @@ from hyperinit.bench.tasks import get_task
 WORK = Path("runs/structured_cap")
 
 
-def capped_copy(modality: str, cap: float) -> Path:
-    """The shipped checkpoint of ``modality`` with ``max_structured_share = cap``."""
+def capped_copy(modality: str, cap: float | None, noise: str = "kron") -> Path:
+    """The shipped checkpoint of ``modality`` with ``max_structured_share = cap`` (and
+    ``noise``)."""
     src = Path("hyperinit/checkpoints") / modality
-    dst = WORK / f"cap{cap:g}" / modality
+    name = ("uncapped" if cap is None else f"cap{cap:g}") + ("" if noise == "kron" else f"-{noise}")
+    dst = WORK / name / modality
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src / "model.safetensors", dst / "model.safetensors")
     config = json.loads((src / "config.json").read_text())
     config["max_structured_share"] = cap
+    config["noise"] = noise
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return dst
 
