@@ -84,18 +84,19 @@ class HyperInitConfig:
             )
         known = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in data.items() if k in known})
-        cap = config.max_structured_share
-        if cap is not None and not (isinstance(cap, (int, float)) and 0 < cap <= 1):
-            raise CheckpointError(
-                f"{source}: max_structured_share must be a number in (0, 1] or null, got "
-                f"{cap!r}. Fix the value in config.json."
-            )
-        if config.noise not in NOISE_KINDS:
-            raise CheckpointError(
-                f"{source}: noise must be one of {', '.join(NOISE_KINDS)}, got "
-                f"{config.noise!r}. Fix the value in config.json."
-            )
+        problem = config.problem()
+        if problem:
+            raise CheckpointError(f"{source}: {problem}. Fix the value in config.json.")
         return config
+
+    def problem(self) -> str | None:
+        """What is wrong with the prediction settings (``None`` when they are valid)."""
+        cap = self.max_structured_share
+        if cap is not None and not (isinstance(cap, (int, float)) and 0 < cap <= 1):
+            return f"max_structured_share must be a number in (0, 1] or null, got {cap!r}"
+        if self.noise not in NOISE_KINDS:
+            return f"noise must be one of {', '.join(NOISE_KINDS)}, got {self.noise!r}"
+        return None
 
     @classmethod
     def load(cls, path: str | Path) -> HyperInitConfig:

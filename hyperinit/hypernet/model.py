@@ -26,7 +26,7 @@ from torch import nn
 from hyperinit.errors import CheckpointError
 from hyperinit.graph.archgraph import ArchGraph
 from hyperinit.graph.ops import OP_TYPES
-from hyperinit.hypernet.config import NOISE_KINDS, HyperInitConfig
+from hyperinit.hypernet.config import HyperInitConfig
 from hyperinit.hypernet.roles import (
     BIAS_RANGE,
     NORM_WEIGHT_RANGE,
@@ -119,11 +119,9 @@ class HyperInitializer(nn.Module):
             if not hasattr(config, key):
                 raise TypeError(f"unknown HyperInitConfig field {key!r}")
             setattr(config, key, value)
-        cap = config.max_structured_share
-        if cap is not None and not 0 < cap <= 1:
-            raise ValueError(f"max_structured_share must be in (0, 1] or None, got {cap}")
-        if config.noise not in NOISE_KINDS:
-            raise ValueError(f"noise must be one of {NOISE_KINDS}, got {config.noise!r}")
+        problem = config.problem()
+        if problem:
+            raise ValueError(problem)
         self.config = config
         d, r, hid, k0 = config.d_model, config.code_rank, config.decoder_hidden, config.core_size
         self.op_embed = nn.Embedding(len(config.op_types), d)

@@ -71,7 +71,8 @@ class TrainConfig:
             learned (structured) part instead of the checkpoint's; the rest is seeded noise.
         max_structured_share: train (and save) the hypernetwork with this cap on the
             structured share (``HyperInitConfig.max_structured_share``); None keeps the
-            checkpoint's.
+            checkpoint's. Start with ``structured_fraction`` at or below the cap: a share held
+            at the cap gets no gradient.
     """
 
     modality: str = "xray"
