@@ -43,8 +43,18 @@ TASKS = {"chest_xray": "xray", "busi": "ultrasound"}
 NORMS_AND_BIASES = [r".*bn\d?\..*", r".*\.bias"]
 
 
-def _variant(checkpoint: Path, seed: int, in_chans: int, size: int, default_scale: bool,
-             default_norms: bool, name: str) -> Callable[[nn.Module], None]:  # fmt: skip
+def _variant(
+    checkpoint: Path,
+    seed: int,
+    in_chans: int,
+    size: int,
+    default_scale: bool,
+    default_norms: bool,
+    name: str,
+) -> Callable[[nn.Module], None]:
+    """An init callable: the checkpoint's prediction, then optionally the model's own scale per
+    tensor and its own norm parameters and biases."""
+
     def init(model: nn.Module) -> None:
         before = {n: p.detach().std().item() for n, p in model.named_parameters() if p.dim() > 1}
         hyperinit.initialize(

@@ -229,11 +229,12 @@ class HyperTrainer:
         if config.structured_fraction is not None:
             self._set_structured_fraction(config.structured_fraction)
         if config.max_structured_share is not None:
-            if not 0 < config.max_structured_share <= 1:
-                raise TrainingError(
-                    f"max_structured_share must be in (0, 1], got {config.max_structured_share}"
-                )
-            self.hypernet.config.max_structured_share = config.max_structured_share
+            cfg = dataclasses.replace(
+                self.hypernet.config, max_structured_share=config.max_structured_share
+            )
+            if problem := cfg.problem():
+                raise TrainingError(problem)
+            self.hypernet.config = cfg
         self.hypernet.to(self.device).train()
         torch.manual_seed(_seed_of(config.seed, 17) % (1 << 31))
         self.objective = create_objective(config.objective, config.feature_dim).to(self.device)
