@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -152,6 +153,45 @@ def test_structured_share_cap(tmp_path, resnet_graph):
     (tmp_path / "c" / CONFIG_NAME).write_text(json.dumps(cfg))
     with pytest.raises(hyperinit.CheckpointError, match=r"max_structured_share must be .*config"):
         hyperinit.HyperInitializer.from_pretrained(tmp_path / "c")
+
+
+def test_learned_weight_scale(tmp_path, resnet_graph):
+    hn = hyperinit.load_hypernetwork("xray")[0]
+    assert hn.log_scale is None and set(hn.weight_scales(resnet_graph).values()) == {1.0}
+    scaled = hyperinit.HyperInitializer(dataclasses.replace(hn.config, scale_range=4.0))
+    missing, unexpected = scaled.load_state_dict(hn.state_dict(), strict=False)
+    assert sorted(missing) == ["log_scale.bias", "log_scale.weight"] and not unexpected
+    scaled.eval()
+    # an untrained scale head predicts exactly what the checkpoint without one does
+    with torch.no_grad():
+        a = hn.predict_params(resnet_graph, seed=3)
+        b = scaled.predict_params(resnet_graph, seed=3)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a head output of atanh(1/2) doubles every weight (4 ** 0.5) and leaves the rest alone
+    with torch.no_grad():
+        scaled.log_scale.bias.fill_(math.atanh(0.5))
+        c = scaled.predict_params(resnet_graph, seed=3)
+    roles = {r.name: r.role for r in assign_roles(resnet_graph)}
+    for k in a:
+        if roles[k] == "weight":
+            assert torch.allclose(c[k], 2 * a[k], rtol=1e-4, atol=1e-7), k
+        else:
+            assert torch.equal(c[k], a[k]), k
+    assert all(v == pytest.approx(2.0) for v in scaled.weight_scales(resnet_graph).values())
+    # the head and its range survive save/load
+    loaded = hyperinit.HyperInitializer.from_pretrained(scaled.save_pretrained(tmp_path / "s"))
+    assert loaded.config.scale_range == 4.0
+    with torch.no_grad():
+        d = loaded.predict_params(resnet_graph, seed=3)
+    assert all(torch.equal(c[k], d[k]) for k in c)
+    for bad in (1.0, 0.5, True, "2", float("inf")):
+        with pytest.raises(ValueError, match="scale_range"):
+            hyperinit.HyperInitializer(scale_range=bad)
+    cfg = json.loads((tmp_path / "s" / CONFIG_NAME).read_text())
+    cfg["scale_range"] = 0.5
+    (tmp_path / "s" / CONFIG_NAME).write_text(json.dumps(cfg))
+    with pytest.raises(hyperinit.CheckpointError, match=r"scale_range must be .*config"):
+        hyperinit.HyperInitializer.from_pretrained(tmp_path / "s")
 
 
 def test_gaussian_noise_option(tmp_path, resnet_graph):

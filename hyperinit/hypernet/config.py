@@ -40,6 +40,11 @@ class HyperInitConfig:
             higher-rank weights.
         noise: the symmetry-breaking noise: ``"kron"`` (a Kronecker product of two small
             Gaussian factors, fast) or ``"gaussian"`` (i.i.d., one draw per element).
+        scale_range: ``None``: every predicted weight has the fan-in scale of its role.
+            A number ``r > 1``: the hypernetwork also predicts a per-tensor multiplier of that
+            scale in ``[1/r, r]`` (1 when untrained). For a layer followed by a norm the scale
+            changes nothing in the forward pass but sets the effective learning rate of
+            fine-tuning, which only the bi-level objective (``TrainConfig.inner_steps``) sees.
         op_types, roles: the vocabularies the embedding tables were built with.
         modality, training: what the checkpoint was trained on (free-form for the model card).
     """
@@ -53,6 +58,7 @@ class HyperInitConfig:
     structured_fraction: float = 0.1
     max_structured_share: float | None = None
     noise: str = "kron"
+    scale_range: float | None = None
     op_types: list[str] = field(default_factory=lambda: list(OP_TYPES))
     roles: list[str] = field(default_factory=lambda: list(ROLES))
     vocab_version: int = VOCAB_VERSION
@@ -96,6 +102,11 @@ class HyperInitConfig:
             return f"max_structured_share must be a number in (0, 1] or null, got {cap!r}"
         if self.noise not in NOISE_KINDS:
             return f"noise must be one of {', '.join(NOISE_KINDS)}, got {self.noise!r}"
+        r = self.scale_range
+        if r is not None and not (
+            isinstance(r, (int, float)) and not isinstance(r, bool) and 1 < r < float("inf")
+        ):
+            return f"scale_range must be a finite number > 1 or null, got {r!r}"
         return None
 
     @classmethod

@@ -136,6 +136,8 @@ class HyperInitializer(nn.Module):
         )
         self.mix = nn.Linear(d, 1)
         self.vec = nn.Linear(d, r)
+        # per-tensor log-scale of predicted weights (config.scale_range), absent otherwise
+        self.log_scale = nn.Linear(d, 1) if config.scale_range is not None else None
         # library op index -> this checkpoint's embedding row ("generic" for unknown ops)
         own = {name: i for i, name in enumerate(config.op_types)}
         fallback = own.get("generic", 0)
@@ -158,6 +160,9 @@ class HyperInitializer(nn.Module):
             self.mix.bias.fill_(math.log(p / (1 - p)))
             nn.init.normal_(self.vec.weight, std=0.1)
             nn.init.zeros_(self.vec.bias)
+            if self.log_scale is not None:  # untrained: the fan-in scale of each role
+                nn.init.zeros_(self.log_scale.weight)
+                nn.init.zeros_(self.log_scale.bias)
 
     @property
     def device(self) -> torch.device:
@@ -205,6 +210,23 @@ class HyperInitializer(nn.Module):
         with torch.no_grad():
             phi = self._mix_angles(self._param_features(self.encode(graph), roles))
         return {p.name: float(torch.cos(a) ** 2) for p, a in zip(roles, phi)}
+
+    def _scales(self, feats: torch.Tensor) -> torch.Tensor | None:
+        """Multiplier of each weight's fan-in scale, in ``[1/r, r]`` (``None``: fixed scale)."""
+        if self.log_scale is None:
+            return None
+        r = float(self.config.scale_range)
+        return torch.exp(math.log(r) * torch.tanh(self.log_scale(feats).squeeze(-1)))
+
+    def weight_scales(self, graph: ArchGraph) -> dict[str, float]:
+        """Predicted std of each weight over its role's fan-in std (all 1 without
+        ``config.scale_range``)."""
+        roles = [p for p in assign_roles(graph) if p.role in ("weight", "embedding")]
+        if not roles:
+            return {}
+        with torch.no_grad():
+            m = self._scales(self._param_features(self.encode(graph), roles))
+        return {p.name: 1.0 if m is None else float(m[i]) for i, p in enumerate(roles)}
 
     def _cores(self, feats: torch.Tensor) -> torch.Tensor:
         cfg = self.config
@@ -272,6 +294,7 @@ class HyperInitializer(nn.Module):
             mfeats = feats[matrix]
             cores = self._cores(mfeats)
             phi = self._mix_angles(mfeats)
+            scales = self._scales(mfeats)
             groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
             for row, i in enumerate(matrix):
                 _, cols, _ = roles[i].matrix_shape
@@ -286,7 +309,8 @@ class HyperInitializer(nn.Module):
                 q = q.reshape(len(rows_in_group), cfg.code_rank, cols * kh * kw)
                 for j, row in enumerate(rows_in_group):
                     p = roles[matrix[row]]
-                    out[p.name] = self._synthesise(p, q[j], phi[row], gens[j], dev)
+                    target = p.target_std if scales is None else p.target_std * scales[row]
+                    out[p.name] = self._synthesise(p, q[j], phi[row], target, gens[j], dev)
         return out
 
     def _synthesise(
@@ -294,6 +318,7 @@ class HyperInitializer(nn.Module):
         p: ParamRole,
         q: torch.Tensor,
         phi: torch.Tensor,
+        target: float | torch.Tensor,
         generator: torch.Generator,
         dev: torch.device,
     ) -> torch.Tensor:
@@ -307,7 +332,6 @@ class HyperInitializer(nn.Module):
         # ||codes_out @ q||_F^2 = <codes_out^T codes_out, q q^T>: the RMS without forming W
         gram = (codes_out.t() @ codes_out) * (q @ q.t())
         rms = (gram.sum().clamp_min(0) / (rows * q.shape[1])).sqrt().clamp_min(1e-12)
-        target = p.target_std
         alpha = torch.cos(phi) * target / rms
         beta = torch.sin(phi) * target
         draw = gaussian_noise if self.config.noise == "gaussian" else kron_noise
