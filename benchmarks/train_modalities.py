@@ -64,8 +64,13 @@ def _config(modality: str, args: argparse.Namespace) -> TrainConfig:
         crop_scale=(0.03, 0.3) if fundus else (0.35, 1.0),
         max_params=1_500_000,
         lr=args.lr,
-        structured_fraction=args.structured_fraction,
+        warmup=args.warmup,
+        init=str(Path(args.init_dir) / modality) if args.init_dir else None,
+        structured_fraction=None if args.init_dir else args.structured_fraction,
         max_structured_share=args.max_structured_share,
+        inner_steps=args.inner_steps,
+        inner_lr=args.inner_lr,
+        scale_range=args.scale_range,
         checkpoint_every=50,
         out=str(Path(args.runs) / modality),
         time_limit_s=args.time_limit,
@@ -242,6 +247,15 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--structured-fraction", type=float, default=0.5)
     p.add_argument("--max-structured-share", type=float, default=None)
+    p.add_argument("--warmup", type=int, default=20, help="warmup steps")
+    p.add_argument(
+        "--init-dir",
+        default=None,
+        help="continue from the checkpoints in INIT_DIR/<modality> (keeps their structured share)",
+    )
+    p.add_argument("--inner-steps", type=int, default=0, help="bi-level: inner SGD steps")
+    p.add_argument("--inner-lr", type=float, default=0.1, help="bi-level: inner SGD rate")
+    p.add_argument("--scale-range", type=float, default=None, help="learned weight scale range")
     p.add_argument("--time-limit", type=float, default=600.0, help="per modality, seconds")
     p.add_argument("--runs", default="runs/modalities")
     p.add_argument("--export-dir", default="hyperinit/checkpoints")

@@ -190,6 +190,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_params=args.max_params,
         init=args.init,
         max_structured_share=args.max_structured_share,
+        inner_steps=args.inner_steps,
+        inner_lr=args.inner_lr,
+        scale_range=args.scale_range,
     )
     train(config, export=args.export)
     return 0
@@ -291,6 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="cap each predicted weight's low-rank share of variance (0-1], kept in the checkpoint",
+    )
+    p.add_argument(
+        "--inner-steps",
+        type=int,
+        default=0,
+        help="bi-level training: differentiable SGD steps from the predicted weights (0: off)",
+    )
+    p.add_argument("--inner-lr", type=float, default=0.1, help="learning rate of the inner steps")
+    p.add_argument(
+        "--scale-range",
+        type=float,
+        default=None,
+        help="also learn each weight's scale within [1/R, R] of its fan-in scale (kept in the "
+        "checkpoint)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.set_defaults(func=_cmd_train)

@@ -27,7 +27,7 @@ from hyperinit.training import (
 )
 from hyperinit.training.data import ImageBank, normalize
 from hyperinit.training.evaluate import evaluate_objective
-from hyperinit.training.trainer import STATE_NAME
+from hyperinit.training.trainer import STATE_NAME, _bind, _twice_differentiable
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -160,6 +160,86 @@ def test_bad_structured_share_cap_is_refused(tmp_path, bank):
         HyperTrainer(_config(tmp_path, max_structured_share=1.5), bank=bank)
 
 
+def test_bilevel_loss_is_the_mean_before_and_after_an_inner_sgd_step(tmp_path, bank):
+    cfg = _config(tmp_path, batch_size=16, inner_steps=1, inner_lr=0.05, scale_range=4.0)
+    trainer = HyperTrainer(cfg, bank=bank)  # the reference gets a scale head, starting at 1
+    hn = trainer.hypernet
+    assert hn.config.scale_range == 4.0 and torch.count_nonzero(hn.log_scale.weight) == 0
+    arch = trainer.architectures(0)[0]
+    x = normalize(bank.batch(16, 32, torch.Generator().manual_seed(1))[:, : arch.in_chans])
+    loss, _, metrics, images = trainer.step_module(arch, x, torch.Generator().manual_seed(2))
+    assert images == 16 and {"inner_loss", "inner_gain"} <= set(metrics)
+    # by hand: the loss on the first half, one SGD step on it, the loss on the second half
+    gen = torch.Generator().manual_seed(2)
+    params = hn.predict_params(arch.graph, roles=arch.roles, seed=arch.draw % (1 << 31))
+    obj = trainer.objective
+    first = obj(_bind(arch, params), x[:8], gen).loss
+    grads = torch.autograd.grad(first, list(params.values()), create_graph=True)
+    stepped = {k: v - 0.05 * g for (k, v), g in zip(params.items(), grads)}
+    with _twice_differentiable():
+        second = obj(_bind(arch, stepped), x[8:], gen).loss
+    assert loss.item() == pytest.approx(((first + second) / 2).item(), rel=1e-4)
+    assert metrics["inner_loss"] == pytest.approx(second.item(), rel=1e-4)
+    # the hypernetwork (its scale head too) is trained through the inner step
+    loss.backward()
+    assert hn.log_scale.weight.grad.abs().sum() > 0
+    bilevel = {n: p.grad.clone() for n, p in hn.named_parameters() if p.grad is not None}
+    hn.zero_grad()
+    trainer.step_module.inner_steps = 0
+    trainer.step_module(arch, x, torch.Generator().manual_seed(2))[0].backward()
+    one = {n: p.grad for n, p in hn.named_parameters() if p.grad is not None}
+    assert not torch.allclose(bilevel["core_fc.weight"], one["core_fc.weight"])
+
+
+def test_bilevel_run_resumes_and_refuses_other_inner_settings(tmp_path, bank):
+    kw = dict(batch_size=16, inner_steps=1, scale_range=3.0, objective="rotation+c2l")
+    HyperTrainer(_config(tmp_path, **kw), bank=bank).fit(stop_after=2)
+    resumed = HyperTrainer(_config(tmp_path, **kw), bank=bank)
+    resumed.fit()
+    assert resumed.step == 4 and resumed.hypernet.config.training["inner_steps"] == 1
+    assert all(float(r["inner_loss"]) > 0 for r in resumed.history)
+    other = HyperTrainer(_config(tmp_path, **{**kw, "inner_steps": 0}), bank=bank)
+    with pytest.raises(hyperinit.HyperInitError, match="inner_steps"):
+        other.fit()
+
+
+@pytest.mark.parametrize(
+    ("settings", "match"),
+    [
+        ({"inner_steps": -1}, "inner_steps must be"),
+        ({"inner_steps": 1, "inner_lr": 0.0}, "inner_lr must be"),
+        ({"inner_steps": 1, "batch_size": 8}, r"4 images per slice.*batch_size >= 16"),
+        ({"scale_range": 1.0}, "scale_range must be"),
+    ],
+)
+def test_bad_bilevel_settings_are_refused(tmp_path, bank, settings, match):
+    with pytest.raises(hyperinit.HyperInitError, match=match):
+        HyperTrainer(_config(tmp_path, **settings), bank=bank)
+
+
+def test_inner_steps_run_mobilenetv3_twice_differentiably():
+    """timm's MobileNetV3 uses hardsigmoid gates, which have no double backward in torch."""
+    model = hyperinit.models.create_model("timm:mobilenetv3_small_050", num_classes=4)
+    params = {k: v.detach().clone().requires_grad_() for k, v in model.named_parameters()}
+    x = torch.randn(2, 3, 32, 32)
+
+    def grad_norm() -> torch.Tensor:
+        out = torch.func.functional_call(model, params, (x,)).square().sum()
+        grads = torch.autograd.grad(out, list(params.values()), create_graph=True)
+        return sum(g.square().sum() for g in grads)
+
+    with pytest.raises(RuntimeError, match="hardsigmoid"):
+        grad_norm().backward()
+    original = torch.nn.functional.hardsigmoid
+    with _twice_differentiable():
+        grad_norm().backward()
+    assert torch.nn.functional.hardsigmoid is original
+    assert all(p.grad is not None for p in params.values())
+    with pytest.raises(KeyError), _twice_differentiable():
+        raise KeyError("boom")
+    assert torch.nn.functional.hardsigmoid is original
+
+
 def test_custom_objective_plugs_in(tmp_path, bank):
     @register_objective
     class MeanIntensity(Objective):
@@ -197,7 +277,7 @@ def test_cli_train_then_initialize_with_the_checkpoint(tmp_path, xray_files):
         "--steps",
         "2",
         "--batch-size",
-        "8",
+        "16",
         "--image-size",
         "32",
         "--load-size",
@@ -212,6 +292,10 @@ def test_cli_train_then_initialize_with_the_checkpoint(tmp_path, xray_files):
         "1",
         "--max-structured-share",
         "0.3",
+        "--inner-steps",
+        "1",
+        "--scale-range",
+        "3",
     ]
     assert cli_main(argv) == 0
     assert (out / STATE_NAME).is_file() and (out / "log.csv").is_file()
@@ -219,6 +303,7 @@ def test_cli_train_then_initialize_with_the_checkpoint(tmp_path, xray_files):
     assert hn.config.modality == "ct" and hn.config.training["steps"] == 2
     assert hn.config.training["images"] == 10
     assert hn.config.max_structured_share == 0.3
+    assert hn.config.scale_range == 3.0 and hn.config.training["inner_steps"] == 1
     shares = hn.structured_shares(hyperinit.trace(hyperinit.models.create_model("timm:resnet10t")))
     assert max(shares.values()) <= 0.3 + 1e-6
     model = hyperinit.models.create_model("timm:resnet10t", in_chans=1, num_classes=2)

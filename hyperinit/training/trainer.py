@@ -22,13 +22,16 @@ import os
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from hyperinit.archspace import ArchSpec, Backbone, build, training_spec
@@ -73,6 +76,17 @@ class TrainConfig:
             structured share (``HyperInitConfig.max_structured_share``); None keeps the
             checkpoint's. Start with ``structured_fraction`` at or below the cap: a share held
             at the cap gets no gradient.
+        inner_steps: the bi-level objective (the seed's eq. 3 with eq. 1 as the inner
+            problem): take this many differentiable SGD steps of the objective from the
+            predicted weights, each on its own slice of the batch, and train the hypernetwork
+            on the mean of the loss before and after them. 0: the loss of the predicted
+            weights alone. The inner steps make the hypernetwork see how its weights fine-tune
+            (for normalised layers, their scale sets the effective learning rate).
+        inner_lr: learning rate of the inner SGD steps (plain SGD; about ``lr / (1 -
+            momentum)`` of the fine-tuning the checkpoint is for).
+        scale_range: let the hypernetwork predict each weight's scale within ``[1/r, r]``
+            of its role's fan-in scale (``HyperInitConfig.scale_range``; added to a checkpoint
+            that lacks it, starting at 1). None keeps the checkpoint's setting.
     """
 
     modality: str = "xray"
@@ -101,6 +115,9 @@ class TrainConfig:
     init: str | None = None
     structured_fraction: float | None = None
     max_structured_share: float | None = None
+    inner_steps: int = 0
+    inner_lr: float = 0.1
+    scale_range: float | None = None
     max_images: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,12 +187,8 @@ class ArchCache:
         return self._num_params[key]
 
 
-def predicted_network(hypernet: HyperInitializer, arch: TrainedArch, seed: int) -> Any:
-    """``net(x) -> features`` running ``arch`` with parameters predicted by ``hypernet``."""
-    device = hypernet.device
-    if next(arch.module.parameters()).device != device:
-        arch.module.to(device)
-    params = hypernet.predict_params(arch.graph, roles=arch.roles, seed=seed)
+def _bind(arch: TrainedArch, params: dict[str, Tensor]) -> Any:
+    """``net(x) -> features``: ``arch`` run with ``params`` (the rest: its own tensors)."""
 
     def net(x: Tensor) -> Tensor:
         return functional_call(arch.module, params, (x,), strict=False)
@@ -183,19 +196,92 @@ def predicted_network(hypernet: HyperInitializer, arch: TrainedArch, seed: int) 
     return net
 
 
-class _MetaStep(nn.Module):
-    """Hypernetwork + objective: one architecture's loss (the module DDP wraps)."""
+def predicted_network(hypernet: HyperInitializer, arch: TrainedArch, seed: int) -> Any:
+    """``net(x) -> features`` running ``arch`` with parameters predicted by ``hypernet``."""
+    device = hypernet.device
+    if next(arch.module.parameters()).device != device:
+        arch.module.to(device)
+    return _bind(arch, hypernet.predict_params(arch.graph, roles=arch.roles, seed=seed))
 
-    def __init__(self, hypernet: HyperInitializer, objective: Objective):
+
+def _hardsigmoid(x: Tensor, inplace: bool = False) -> Tensor:
+    """``F.hardsigmoid`` by its definition, relu6(x + 3) / 6 (which has a double backward)."""
+    return F.relu6(x + 3) / 6
+
+
+@contextlib.contextmanager
+def _twice_differentiable() -> Iterator[None]:
+    """Run ops that lack a double backward (fused attention, hardsigmoid) by equivalent ones
+    that have one, for the unrolled inner steps."""
+    original = F.hardsigmoid
+    F.hardsigmoid = _hardsigmoid
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        F.hardsigmoid = original
+
+
+class _MetaStep(nn.Module):
+    """Hypernetwork + objective: one architecture's loss (the module DDP wraps).
+
+    With ``inner_steps`` the batch is cut into ``inner_steps + 1`` slices: the objective on the
+    first scores the predicted weights, each further slice scores them after one more
+    differentiable SGD step (on the previous slice's loss), and the loss is the mean of the
+    first and the last; gradients flow through the steps into the hypernetwork.
+    """
+
+    def __init__(
+        self,
+        hypernet: HyperInitializer,
+        objective: Objective,
+        inner_steps: int = 0,
+        inner_lr: float = 0.1,
+    ):
         super().__init__()
         self.hypernet, self.objective = hypernet, objective
+        self.inner_steps, self.inner_lr = inner_steps, inner_lr
 
     def forward(
         self, arch: TrainedArch, x: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, Tensor, dict[str, float], int]:
-        net = predicted_network(self.hypernet, arch, arch.draw % (1 << 31))
-        out: ObjectiveOutput = self.objective(net, x, generator)
-        return out.loss, out.score, out.metrics, out.images
+        device = self.hypernet.device
+        if next(arch.module.parameters()).device != device:
+            arch.module.to(device)
+        params = self.hypernet.predict_params(
+            arch.graph, roles=arch.roles, seed=arch.draw % (1 << 31)
+        )
+        if not self.inner_steps:
+            out: ObjectiveOutput = self.objective(_bind(arch, params), x, generator)
+            return out.loss, out.score, out.metrics, out.images
+        with _twice_differentiable():
+            return self._unrolled(arch, params, x, generator)
+
+    def _unrolled(
+        self,
+        arch: TrainedArch,
+        params: dict[str, Tensor],
+        x: Tensor,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor, dict[str, float], int]:
+        slices = x.chunk(self.inner_steps + 1)
+        first = out = self.objective(_bind(arch, params), slices[0], generator)
+        images = first.images
+        for part in slices[1:]:
+            names = [n for n, t in params.items() if t.requires_grad]
+            grads = torch.autograd.grad(
+                out.loss, [params[n] for n in names], create_graph=True, allow_unused=True
+            )
+            params = dict(params)
+            for n, g in zip(names, grads):
+                if g is not None:
+                    params[n] = params[n] - self.inner_lr * g
+            out = self.objective(_bind(arch, params), part, generator)
+            images += out.images
+        metrics = dict(first.metrics)
+        metrics["inner_loss"] = out.loss.item()
+        metrics["inner_gain"] = first.loss.item() - out.loss.item()
+        return (first.loss + out.loss) / 2, first.score, metrics, images
 
 
 class HyperTrainer:
@@ -212,6 +298,7 @@ class HyperTrainer:
         self.dist = init_distributed(device=config.device)
         self.device = self.dist.device
         self.rank, self.world = self.dist.rank, self.dist.world_size
+        self._check_inner()
         self.out = Path(config.out)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -226,6 +313,8 @@ class HyperTrainer:
             from hyperinit.hypernet.reference import make_reference
 
             self.hypernet = make_reference()
+        if config.scale_range is not None:
+            self._set_scale_range(config.scale_range)
         if config.structured_fraction is not None:
             self._set_structured_fraction(config.structured_fraction)
         if config.max_structured_share is not None:
@@ -238,7 +327,9 @@ class HyperTrainer:
         self.hypernet.to(self.device).train()
         torch.manual_seed(_seed_of(config.seed, 17) % (1 << 31))
         self.objective = create_objective(config.objective, config.feature_dim).to(self.device)
-        self.step_module = _MetaStep(self.hypernet, self.objective)
+        self.step_module = _MetaStep(
+            self.hypernet, self.objective, config.inner_steps, config.inner_lr
+        )
         self.model: nn.Module = self.step_module
         if self.world > 1:
             self.model = nn.parallel.DistributedDataParallel(
@@ -252,6 +343,32 @@ class HyperTrainer:
         self.step = 0
         self.elapsed = 0.0
         self.history: list[dict[str, Any]] = []
+
+    def _check_inner(self) -> None:
+        cfg = self.config
+        if not isinstance(cfg.inner_steps, int) or cfg.inner_steps < 0:
+            raise TrainingError(f"inner_steps must be an integer >= 0, got {cfg.inner_steps!r}")
+        if not cfg.inner_lr > 0:
+            raise TrainingError(f"inner_lr must be > 0, got {cfg.inner_lr!r}")
+        per_slice = cfg.batch_size // (cfg.inner_steps + 1)
+        if cfg.inner_steps and per_slice < 8:
+            raise TrainingError(
+                f"batch_size {cfg.batch_size} split into {cfg.inner_steps + 1} slices (one per "
+                f"inner step, plus one) leaves {per_slice} images per slice; the objectives need "
+                f"8. Use batch_size >= {8 * (cfg.inner_steps + 1)} or fewer inner_steps."
+            )
+
+    def _set_scale_range(self, scale_range: float) -> None:
+        """Give the hypernetwork a learned per-weight scale (kept if it has one already)."""
+        old = self.hypernet
+        cfg = dataclasses.replace(old.config, scale_range=scale_range)
+        if problem := cfg.problem():
+            raise TrainingError(problem)
+        new = HyperInitializer(cfg)
+        missing, unexpected = new.load_state_dict(old.state_dict(), strict=False)
+        if unexpected or any(not k.startswith("log_scale.") for k in missing):
+            raise TrainingError(f"cannot add a scale head to {self.config.init}: {missing}")
+        self.hypernet = new
 
     def _set_structured_fraction(self, fraction: float) -> None:
         if not 0 < fraction < 1:
@@ -378,7 +495,17 @@ class HyperTrainer:
         mine = self.config.to_dict()
         differ = [
             k
-            for k in ("objective", "seed", "meta_batch", "batch_size", "image_size", "steps")
+            for k in (
+                "objective",
+                "seed",
+                "meta_batch",
+                "batch_size",
+                "image_size",
+                "steps",
+                "inner_steps",
+                "inner_lr",
+                "scale_range",
+            )
             if json.dumps(saved.get(k)) != json.dumps(mine.get(k))
         ]
         if differ:
@@ -481,6 +608,8 @@ class HyperTrainer:
             "data": cfg.data or f"bundled {cfg.modality} training images",
             "seed": cfg.seed,
             "median_step_s": round(median, 4),
+            "inner_steps": cfg.inner_steps,
+            "inner_lr": cfg.inner_lr if cfg.inner_steps else None,
             "archs_per_s": round(cfg.meta_batch * self.world / median, 3) if step_s else None,
         }
 
