@@ -97,8 +97,9 @@ def compare(modality: str, a: Path, b: Path, seeds: int, cells_dir: Path) -> dic
 
 
 def write(result: dict, name: str) -> Path:
-    base = RESULTS / f"compare_{result['modality']}_{name}"
-    base.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    # not with_suffix: a name such as "lr0.1" holds a dot
+    base = f"compare_{result['modality']}_{name}"
+    (RESULTS / f"{base}.json").write_text(json.dumps(result, indent=2) + "\n")
     p, m = result["paired"], result["metric"]
     lines = [
         f"# {result['modality']}: checkpoint B vs A downstream ({result['task']})",
@@ -124,8 +125,9 @@ def write(result: dict, name: str) -> Path:
         f"All {p['n']} paired runs: B - A = {p['mean_b_minus_a']:+.3f} ± {p['se']:.3f} "
         f"(standard error); B better in {p['b_better']} of {p['n']}.",
     ]
-    base.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    return base.with_suffix(".md")
+    md = RESULTS / f"{base}.md"
+    md.write_text("\n".join(lines) + "\n")
+    return md
 
 
 def main() -> None:

@@ -78,6 +78,18 @@ def _config(modality: str, args: argparse.Namespace) -> TrainConfig:
     )
 
 
+def _continued_from(folder: Path) -> dict:
+    """What the checkpoint a run continued from was (recorded in the new one's config.json)."""
+    from hyperinit.hub import sha256_file
+    from hyperinit.hypernet.config import HyperInitConfig
+
+    return {
+        "checkpoint": str(folder),
+        "sha256": sha256_file(folder / "model.safetensors"),
+        "training": HyperInitConfig.load(folder / "config.json").training,
+    }
+
+
 def _eval_bank(modality: str) -> tuple[ImageBank, str]:
     if modality == "fundus":
         return ImageBank(drive_split("test").images, 192, progress=False), "DRIVE test images"
@@ -147,16 +159,49 @@ def _self_supervised(trainer: HyperTrainer, modality: str) -> dict:
     }
 
 
-def model_card(modality: str, summary: dict, ssl: dict) -> str:
+def _origin(summary: dict) -> str:
+    """How the run started: from the reference, or continued from an earlier checkpoint."""
+    prev = summary.get("continued_from")
+    if not prev:
+        return "started from the reference initialisation and trained"
+    t = prev.get("training") or {}
+    return (
+        f"continued from an earlier {summary.get('modality', '')} checkpoint (sha256 "
+        f"{prev['sha256'][:8]}: {t.get('steps', '?')} steps of `{t.get('objective', '?')}`, "
+        f"{t.get('wall_time_s', 0):.0f} s, the one-level objective) and trained further"
+    )
+
+
+def _schedule(summary: dict) -> str:
+    inner = summary.get("inner_steps") or 0
+    if not inner:
+        return "AdamW + cosine schedule"
+    return (
+        f"AdamW + cosine schedule, bi-level: the loss before and after {inner} differentiable "
+        f"SGD step(s) at rate {summary['inner_lr']} from the predicted weights"
+    )
+
+
+def _total_wall(summary: dict) -> float:
+    prev = (summary.get("continued_from") or {}).get("training") or {}
+    return summary["wall_time_s"] + float(prev.get("wall_time_s", 0.0))
+
+
+def model_card(modality: str, summary: dict, ssl: dict, scale_range: float | None = None) -> str:
     m = ssl["mean"]
+    scale = (
+        f", per-weight scale learned within [1/{scale_range:g}, {scale_range:g}] of fan-in"
+        if scale_range
+        else ""
+    )
     return f"""---
 library_name: hyperinit
 tags: [hypernetwork, initialization, medical-imaging, {modality}]
 ---
 # hyperinit hypernetwork: {modality}
 
-- **What it is**: a `HyperInitializer` (d_model=64, K=2 GNN rounds, rank-16 codes) that predicts
-  initial weights for any architecture; started from the reference initialisation and trained
+- **What it is**: a `HyperInitializer` (d_model=64, K=2 GNN rounds, rank-16 codes{scale}) that
+  predicts initial weights for any architecture; {_origin(summary)}
   with the self-supervised objective below on {modality} images.
 - **Data**: {DATA_TEXT[modality]}. No test image was used.
 - **Objective**: `{summary["objective"]}` (hyperinit.training), task heads trained alongside
@@ -164,7 +209,7 @@ tags: [hypernetwork, initialization, medical-imaging, {modality}]
   timm / torchvision models, at most 1.5M parameters), {summary["meta_batch"]} per step;
   held-out architectures never trained on.
 - **Training**: {summary["steps"]} steps of {summary["batch_size"]} images at
-  {summary["image_size"]} px, AdamW + cosine schedule, {summary["processes"]} process(es) on
+  {summary["image_size"]} px, {_schedule(summary)}, {summary["processes"]} process(es) on
   {summary["device"]}, wall time {summary["wall_time_s"]:.0f} s (1 CPU thread, on a shared
   2-core machine), {summary["archs_per_s"]} architectures/s.
 - **Results, self-supervised task, {ssl["architectures"]} held-out architectures, no training**
@@ -175,8 +220,8 @@ tags: [hypernetwork, initialization, medical-imaging, {modality}]
   {ssl["architectures"]} architectures ({ssl["probe_trained_ahead"]} / {ssl["architectures"]}
   with the fitted head).
 - **Downstream**: see `benchmarks/results/downstream_{modality}.md` in the hyperinit repository.
-- **Caveat**: {summary["wall_time_s"] / 60:.0f} minutes of CPU training; the budget of the seed
-  paper is 50 epochs on a GPU.
+- **Caveat**: {_total_wall(summary) / 60:.0f} minutes of CPU training in all; the budget of the
+  seed paper is 50 epochs on a GPU.
 """
 
 
@@ -284,11 +329,15 @@ def main() -> None:
         hypernet = trainer.fit()
         summary = trainer.training_summary()
         summary["finished"] = trainer.step >= args.steps
+        summary["modality"] = modality
+        if args.init_dir:
+            summary["continued_from"] = _continued_from(Path(args.init_dir) / modality)
         hypernet.config.modality = modality
         hypernet.config.training = summary
         ssl = _self_supervised(trainer, modality)
         export = Path(args.export_dir) / modality
-        hypernet.save_pretrained(export, model_card=model_card(modality, summary, ssl))
+        card = model_card(modality, summary, ssl, hypernet.config.scale_range)
+        hypernet.save_pretrained(export, model_card=card)
         rows = trainer.history
         result = {
             "modality": modality,
@@ -321,7 +370,9 @@ def write_summary() -> None:
         "networks; trained = this checkpoint with its task head, reference = the untrained "
         "reference hypernetwork with a fresh head; probe = a fresh head fitted for 20 steps "
         "on frozen features. archs/s and images/s (image forwards through predicted networks: "
-        "architectures x images x views) from the median step time.",
+        "architectures x images x views) from the median step time. A checkpoint continued "
+        "from an earlier one lists both runs' steps (first + second) and their summed wall "
+        "time; archs/s and images/s are the second run's (bi-level steps cost more).",
         "",
         "| modality | objective | steps | wall s | archs/s | images/s | score trained | score "
         "reference | probe trained | probe reference | trained ahead |",
@@ -333,8 +384,12 @@ def write_summary() -> None:
         last = r["last_rows"][-1]  # image forwards per step (archs x images x views)
         per_step = float(last["images_per_s"]) * float(last["step_s"])
         ips = per_step / t["median_step_s"]
+        prev = (t.get("continued_from") or {}).get("training")
+        steps = f"{prev['steps']} + {t['steps']}" if prev else str(t["steps"])
+        if t.get("inner_steps"):
+            steps += " bi-level"
         lines.append(
-            f"| {r['modality']} | {t['objective']} | {t['steps']} | {t['wall_time_s']:.0f} | "
+            f"| {r['modality']} | {t['objective']} | {steps} | {_total_wall(t):.0f} | "
             f"{t['archs_per_s']} | {ips:.0f} | {m['trained_score']:.3f} | "
             f"{m['reference_score']:.3f} | {m['probe_trained_score']:.3f} | "
             f"{m['probe_reference_score']:.3f} | {ssl['trained_ahead']}/{ssl['architectures']} |"
