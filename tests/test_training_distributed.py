@@ -105,7 +105,12 @@ def test_killed_run_resumes_exactly(image_dir, tmp_path):
     assert [r.split(",")[col] for r in log_a] == [r.split(",")[col] for r in log_b]
 
 
-def test_two_gloo_ranks_hold_identical_weights(image_dir, tmp_path):
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["--inner-steps", "1", "--scale-range", "3", "--batch-size", "16"]],
+    ids=["one-level", "bi-level"],
+)
+def test_two_gloo_ranks_hold_identical_weights(image_dir, tmp_path, extra):
     out = tmp_path / "ddp"
     cmd = [
         sys.executable,
@@ -117,6 +122,7 @@ def test_two_gloo_ranks_hold_identical_weights(image_dir, tmp_path):
         "-m",
         "hyperinit.cli",
         *_args(image_dir, out, 3),
+        *extra,
     ]
     done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -128,3 +134,5 @@ def test_two_gloo_ranks_hold_identical_weights(image_dir, tmp_path):
     assert not torch.equal(r0["core_fc.weight"], ref["core_fc.weight"])
     exported = load_file(str(out / "hypernet" / "model.safetensors"))
     assert all(torch.equal(exported[k], r0[k]) for k in r0)
+    if extra:  # the scale head is trained through the inner step, in step on both ranks
+        assert torch.count_nonzero(r0["log_scale.weight"]) > 0
