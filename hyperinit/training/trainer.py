@@ -196,11 +196,14 @@ def _bind(arch: TrainedArch, params: dict[str, Tensor]) -> Any:
     return net
 
 
-def predicted_network(hypernet: HyperInitializer, arch: TrainedArch, seed: int) -> Any:
-    """``net(x) -> features`` running ``arch`` with parameters predicted by ``hypernet``."""
-    device = hypernet.device
+def _move_to(arch: TrainedArch, device: torch.device) -> None:
     if next(arch.module.parameters()).device != device:
         arch.module.to(device)
+
+
+def predicted_network(hypernet: HyperInitializer, arch: TrainedArch, seed: int) -> Any:
+    """``net(x) -> features`` running ``arch`` with parameters predicted by ``hypernet``."""
+    _move_to(arch, hypernet.device)
     return _bind(arch, hypernet.predict_params(arch.graph, roles=arch.roles, seed=seed))
 
 
@@ -245,9 +248,7 @@ class _MetaStep(nn.Module):
     def forward(
         self, arch: TrainedArch, x: Tensor, generator: torch.Generator
     ) -> tuple[Tensor, Tensor, dict[str, float], int]:
-        device = self.hypernet.device
-        if next(arch.module.parameters()).device != device:
-            arch.module.to(device)
+        _move_to(arch, self.hypernet.device)
         params = self.hypernet.predict_params(
             arch.graph, roles=arch.roles, seed=arch.draw % (1 << 31)
         )
@@ -264,7 +265,7 @@ class _MetaStep(nn.Module):
         x: Tensor,
         generator: torch.Generator,
     ) -> tuple[Tensor, Tensor, dict[str, float], int]:
-        slices = x.chunk(self.inner_steps + 1)
+        slices = x.tensor_split(self.inner_steps + 1)  # sizes differ by at most one
         first = out = self.objective(_bind(arch, params), slices[0], generator)
         images = first.images
         for part in slices[1:]:
