@@ -12,7 +12,7 @@ Resumable: each finished model is appended to benchmarks/results/cache/model_swe
 never rerun. Writes benchmarks/results/model_sweep.{json,md,png}.
 
     python benchmarks/model_sweep.py                 # everything (about 1-2 h on 2 cores)
-    python benchmarks/model_sweep.py --limit 20      # a smoke run
+    python benchmarks/model_sweep.py --limit 80      # the torchvision models only
     python benchmarks/model_sweep.py --summary-only  # rebuild the report from the cache
 
 samvit_base_patch16 (1024 px input, global attention) needs several minutes per forward pass on
@@ -103,9 +103,26 @@ def _example(source: str, name: str, model: torch.nn.Module) -> torch.Tensor:
     return real_images(shape) if len(shape) == 3 else torch.randn(4, *shape)
 
 
+#: ``checkpoint`` of cached rows written before the sweep recorded it: they were all measured
+#: with the untrained reference hypernetwork, before trained checkpoints shipped.
+OLD_ROWS = "reference (untrained)"
+
+
+def checkpoint() -> str:
+    """sha256 prefix of the hypernetwork ``initialize()`` uses by default (the xray one)."""
+    from hyperinit.bench.inits import hypernet_version
+
+    return hypernet_version("hyperinit:xray", "xray")
+
+
 def check(source: str, name: str) -> dict:
     torch.manual_seed(0)
-    row: dict = {"source": source, "name": name}
+    row: dict = {
+        "source": source,
+        "name": name,
+        "checkpoint": checkpoint(),
+        "threads": torch.get_num_threads(),
+    }
     t0 = time.perf_counter()
     model = hyperinit.create_model(f"{source}:{name}", num_classes=2).train()
     row["create_s"] = time.perf_counter() - t0
@@ -152,13 +169,25 @@ def check(source: str, name: str) -> dict:
     return row
 
 
-def run(limit: int | None) -> list[dict]:
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    done = {}
+def cached() -> dict[tuple[str, str], dict]:
+    """The latest cached row per model, preferring rows measured with today's checkpoint."""
+    current = checkpoint()
+    rows: dict[tuple[str, str], dict] = {}
     if CACHE.exists():
         for line in CACHE.read_text().splitlines():
             r = json.loads(line)
-            done[(r["source"], r["name"])] = r
+            r.setdefault("checkpoint", OLD_ROWS)
+            key = (r["source"], r["name"])
+            if key not in rows or rows[key]["checkpoint"] != current:
+                rows[key] = r
+    return rows
+
+
+def run(limit: int | None) -> list[dict]:
+    """Check every model not yet checked with the current checkpoint (older rows are redone)."""
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    current = checkpoint()
+    done = {k: r for k, r in cached().items() if r["checkpoint"] == current}
     todo = [
         ("torchvision", n, "torchvision")
         for n in torchvision.models.list_models(module=torchvision.models)
@@ -182,6 +211,7 @@ def run(limit: int | None) -> list[dict]:
                 "traceback": traceback.format_exc(limit=3)[-1500:],
             }
         row["family"] = family
+        row["checkpoint"] = current
         rows.append(row)
         with CACHE.open("a") as f:
             f.write(json.dumps(row) + "\n")
@@ -207,26 +237,36 @@ def summarise(rows: list[dict]) -> None:
         "rows": rows,
     }
     (RESULTS / "model_sweep.json").write_text(json.dumps(summary, indent=1) + "\n")
+    threads = " or ".join(str(t) for t in sorted({r.get("threads", 1) for r in rows}))
     lines = [
         "# Model sweep: trace + initialize",
         "",
         "Command: `python benchmarks/model_sweep.py` (train mode, seed 0, 4 real chest X-rays "
-        "as input, 1 CPU thread; torch "
+        f"as input, {threads} CPU thread(s) per model; torch "
         f"{torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}).",
         "",
         f"Criteria: {summary['criteria']}.",
         "",
-        "| suite | models | pass | rate |",
-        "|---|---|---|---|",
+        "Hypernetwork: the one `initialize()` uses by default (modality xray), named by its "
+        f"sha256 prefix; today's is {checkpoint()}. Rows measured with another are from an "
+        "earlier run and are redone by the next `python benchmarks/model_sweep.py`.",
+        "",
+        "| suite | hypernetwork | models | pass | rate |",
+        "|---|---|---|---|---|",
     ]
     for key, part in (("torchvision classification", tv), ("timm (all families)", tm)):
-        ok = sum(r["ok"] for r in part)
-        rate = 100 * ok / max(len(part), 1)
-        lines.append(f"| {key} | {len(part)} | {ok} | {rate:.1f} % |")
+        for ckpt in sorted({r["checkpoint"] for r in part}):
+            sel = [r for r in part if r["checkpoint"] == ckpt]
+            ok = sum(r["ok"] for r in sel)
+            rate = 100 * ok / max(len(sel), 1)
+            lines.append(f"| {key} | {ckpt} | {len(sel)} | {ok} | {rate:.1f} % |")
     lines += ["", "## Failures", "", "| model | reason |", "|---|---|"]
+    lines[-2:] = ["| model | hypernetwork | reason |", "|---|---|---|"]
     for r in rows:
         if not r["ok"]:
-            lines.append(f"| {r['source']}:{r['name']} | {r.get('reason', '')} |")
+            lines.append(
+                f"| {r['source']}:{r['name']} | {r['checkpoint']} | {r.get('reason', '')} |"
+            )
     cov = [r["coverage"] for r in rows if "coverage" in r]
     if cov:
         lines += ["", f"Median coverage {sorted(cov)[len(cov) // 2]:.4f}; minimum {min(cov):.4f}."]
@@ -264,11 +304,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.ERROR)
-    if args.summary_only:
-        rows = [json.loads(line) for line in CACHE.read_text().splitlines()]
-    else:
-        rows = run(args.limit)
-    summarise(rows)
+    if not args.summary_only:
+        run(args.limit)
+    summarise(list(cached().values()))  # models not (yet) redone keep their older rows
     print((RESULTS / "model_sweep.md").read_text())
     sys.exit(0)
 
