@@ -125,6 +125,13 @@ def test_save_and_load_round_trip(tmp_path, resnet_graph):
     assert all(torch.equal(x[k], y[k]) for k in x)
 
 
+def _set_config_value(folder, key: str, value) -> None:
+    """Write ``value`` under ``key`` into a saved checkpoint's config.json."""
+    cfg = json.loads((folder / CONFIG_NAME).read_text())
+    cfg[key] = value
+    (folder / CONFIG_NAME).write_text(json.dumps(cfg))
+
+
 def test_structured_share_cap(tmp_path, resnet_graph):
     hn = hyperinit.load_hypernetwork("xray")[0]
     shares = hn.structured_shares(resnet_graph)
@@ -148,9 +155,7 @@ def test_structured_share_cap(tmp_path, resnet_graph):
     assert abs(b[w].std().item() / a[w].std().item() - 1) < 0.15
     with pytest.raises(ValueError, match="max_structured_share"):
         hyperinit.HyperInitializer(max_structured_share=0.0)
-    cfg = json.loads((tmp_path / "c" / CONFIG_NAME).read_text())
-    cfg["max_structured_share"] = 2
-    (tmp_path / "c" / CONFIG_NAME).write_text(json.dumps(cfg))
+    _set_config_value(tmp_path / "c", "max_structured_share", 2)
     with pytest.raises(hyperinit.CheckpointError, match=r"max_structured_share must be .*config"):
         hyperinit.HyperInitializer.from_pretrained(tmp_path / "c")
 
@@ -187,9 +192,7 @@ def test_learned_weight_scale(tmp_path, resnet_graph):
     for bad in (1.0, 0.5, True, "2", float("inf")):
         with pytest.raises(ValueError, match="scale_range"):
             hyperinit.HyperInitializer(scale_range=bad)
-    cfg = json.loads((tmp_path / "s" / CONFIG_NAME).read_text())
-    cfg["scale_range"] = 0.5
-    (tmp_path / "s" / CONFIG_NAME).write_text(json.dumps(cfg))
+    _set_config_value(tmp_path / "s", "scale_range", 0.5)
     with pytest.raises(hyperinit.CheckpointError, match=r"scale_range must be .*config"):
         hyperinit.HyperInitializer.from_pretrained(tmp_path / "s")
 
