@@ -165,10 +165,11 @@ def _origin(summary: dict) -> str:
     if not prev:
         return "started from the reference initialisation and trained"
     t = prev.get("training") or {}
+    level = "bi-level" if t.get("inner_steps") else "one-level"
     return (
         f"continued from an earlier {summary.get('modality', '')} checkpoint (sha256 "
         f"{prev['sha256'][:8]}: {t.get('steps', '?')} steps of `{t.get('objective', '?')}`, "
-        f"{t.get('wall_time_s', 0):.0f} s, the one-level objective) and trained further"
+        f"{t.get('wall_time_s', 0):.0f} s, {level}) and trained further"
     )
 
 
