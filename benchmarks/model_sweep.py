@@ -11,7 +11,7 @@ small size where the model allows it):
 Resumable: each finished model is appended to benchmarks/results/cache/model_sweep.jsonl and
 never rerun. Writes benchmarks/results/model_sweep.{json,md,png}.
 
-    python benchmarks/model_sweep.py                 # everything (about 1-2 h on 2 cores)
+    python benchmarks/model_sweep.py                 # everything (about 40 min, one process)
     python benchmarks/model_sweep.py --limit 80      # the torchvision models only
     python benchmarks/model_sweep.py --summary-only  # rebuild the report from the cache
 
