@@ -25,6 +25,7 @@ from hyperinit.c2l import (
     mix,
     sample_lambda,
     strip_head,
+    suggested_queue_size,
 )
 from hyperinit.errors import C2LCheckpointError, C2LConfigError, HyperInitError
 
@@ -229,6 +230,33 @@ def test_trainer_enqueues_v2a_v2m_vm_after_each_step(xrays):
     assert int(trainer.queue.ptr) == 3 * 3 * 8
     written = trainer.queue.features[: 3 * 3 * 8]
     assert torch.allclose(written.norm(dim=1), torch.ones(72), atol=1e-5)
+
+
+def test_suggested_queue_size_holds_the_seeds_share_of_an_epoch():
+    # the seed itself: ChestX-ray14's 112,120 images x 3 keys -> its 2**15
+    assert suggested_queue_size(3 * 112_120, 3 * 256) == 2**15
+    # a small set gets at least one step's keys
+    assert suggested_queue_size(3 * 544, 3 * 64) == 192
+    assert suggested_queue_size(3 * 4693, 3 * 64) == 1024
+    with pytest.raises(C2LConfigError, match="keys_per_epoch"):
+        suggested_queue_size(0, 8)
+
+
+def test_a_queue_over_an_epoch_of_keys_warns_with_a_size_that_fits(xrays, caplog):
+    """Its own earlier keys would be every image's negatives; the warning names a fix."""
+    trainer = _trainer(queue_size=1000)
+    with caplog.at_level("WARNING", logger=pretrainer_mod.__name__):
+        trainer.fit(
+            Images(xrays[:32]), epochs=1, batch_size=8, max_steps_per_epoch=1, progress=False
+        )
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "queue_size 1000 holds 41.7 epochs of keys" in msg
+    assert "queue_size=24" in msg  # one step's keys: 3 x 8
+    caplog.clear()
+    trainer = _trainer(queue_size=24)
+    with caplog.at_level("WARNING", logger=pretrainer_mod.__name__):
+        trainer.fit(Images(xrays[:32]), epochs=1, batch_size=8, progress=False)
+    assert not [r for r in caplog.records if "epochs of keys" in r.getMessage()]
 
 
 # ---------------------------------------------------------------- teacher

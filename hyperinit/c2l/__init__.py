@@ -13,9 +13,10 @@ from hyperinit.c2l.loss import (
     sample_lambda,
 )
 from hyperinit.c2l.pretrainer import C2LHistory, C2LPretrainer, load_backbone, strip_head
-from hyperinit.c2l.queue import FeatureQueue
+from hyperinit.c2l.queue import SEED_QUEUE_SHARE, FeatureQueue, suggested_queue_size
 
 __all__ = [
+    "SEED_QUEUE_SHARE",
     "C2LHistory",
     "C2LLossOutput",
     "C2LPretrainer",
@@ -32,4 +33,5 @@ __all__ = [
     "mix",
     "sample_lambda",
     "strip_head",
+    "suggested_queue_size",
 ]

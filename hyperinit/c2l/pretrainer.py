@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from hyperinit import distributed as hdist
 from hyperinit.c2l.augment import TwoViews, default_augment, default_normalization
 from hyperinit.c2l.loss import batch_mixup, c2l_loss
-from hyperinit.c2l.queue import FeatureQueue
+from hyperinit.c2l.queue import FeatureQueue, suggested_queue_size
 from hyperinit.errors import C2LCheckpointError, C2LConfigError, HyperInitError
 
 __all__ = [
@@ -452,6 +452,16 @@ class C2LPretrainer:
         if keys_per_step > self.queue_size:
             logger.warning(
                 "queue_size %d holds less than one step's %d keys", self.queue_size, keys_per_step
+            )
+        keys_per_epoch = keys_per_step * steps_per_epoch
+        if self.queue_size > keys_per_epoch:
+            logger.warning(
+                "queue_size %d holds %.1f epochs of keys of these images, so every image is also "
+                "contrasted with its own earlier keys as negatives. The seed's queue holds about a "
+                "tenth of an epoch (2**15 keys, 112k images); for this data pass queue_size=%d.",
+                self.queue_size,
+                self.queue_size / keys_per_epoch,
+                suggested_queue_size(keys_per_epoch, keys_per_step),
             )
 
         self._setup(

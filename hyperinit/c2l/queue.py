@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hyperinit.errors import C2LConfigError
 
-__all__ = ["FeatureQueue"]
+__all__ = ["SEED_QUEUE_SHARE", "FeatureQueue", "suggested_queue_size"]
+
+#: The share of an epoch's keys the seed's queue holds: 2**15 keys against ChestX-ray14's
+#: 112,120 images, each giving three keys (two views' and their mixup's) per epoch.
+SEED_QUEUE_SHARE = 2**15 / (3 * 112_120)
+
+
+def suggested_queue_size(keys_per_epoch: int, keys_per_step: int) -> int:
+    """A queue length holding the seed's share of an epoch's keys: the nearest power of two,
+    at least one step's keys (a C2L step enqueues three keys per image)."""
+    if keys_per_epoch < 1 or keys_per_step < 1:
+        raise C2LConfigError(
+            f"keys_per_epoch and keys_per_step must be >= 1; got {keys_per_epoch}, {keys_per_step}"
+        )
+    return max(keys_per_step, 2 ** round(math.log2(SEED_QUEUE_SHARE * keys_per_epoch)))
 
 
 class FeatureQueue(nn.Module):
