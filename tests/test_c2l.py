@@ -242,21 +242,29 @@ def test_suggested_queue_size_holds_the_seeds_share_of_an_epoch():
         suggested_queue_size(0, 8)
 
 
-def test_a_queue_over_an_epoch_of_keys_warns_with_a_size_that_fits(xrays, caplog):
-    """Its own earlier keys would be every image's negatives; the warning names a fix."""
+def test_a_queue_far_over_the_seeds_share_of_an_epoch_warns_with_a_size_that_fits(xrays, caplog):
+    """Over an epoch, its own earlier keys are every image's negatives; the warning names a fix."""
     trainer = _trainer(queue_size=1000)
     with caplog.at_level("WARNING", logger=pretrainer_mod.__name__):
         trainer.fit(
             Images(xrays[:32]), epochs=1, batch_size=8, max_steps_per_epoch=1, progress=False
         )
     msg = " ".join(r.getMessage() for r in caplog.records)
-    assert "queue_size 1000 holds 41.7 epochs of keys" in msg
+    assert "queue_size 1000 holds 4167% of an epoch's keys" in msg
+    assert "its own earlier keys" in msg
     assert "queue_size=24" in msg  # one step's keys: 3 x 8
+    caplog.clear()
+    trainer = _trainer(queue_size=72)  # 3/4 of an epoch's 96 keys: long, but no self-contrast
+    with caplog.at_level("WARNING", logger=pretrainer_mod.__name__):
+        trainer.fit(Images(xrays[:32]), epochs=1, batch_size=8, progress=False)
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "queue_size 72 holds 75% of an epoch's keys" in msg
+    assert "its own earlier keys" not in msg
     caplog.clear()
     trainer = _trainer(queue_size=24)
     with caplog.at_level("WARNING", logger=pretrainer_mod.__name__):
         trainer.fit(Images(xrays[:32]), epochs=1, batch_size=8, progress=False)
-    assert not [r for r in caplog.records if "epochs of keys" in r.getMessage()]
+    assert not [r for r in caplog.records if "of an epoch's keys" in r.getMessage()]
 
 
 # ---------------------------------------------------------------- teacher
