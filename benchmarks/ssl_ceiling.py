@@ -254,7 +254,8 @@ def write(result: dict, name: str = "ssl_ceiling") -> None:
         loss, acc = p["epoch_loss"], p["epoch_accuracy"]
         lines.append(
             f"- {p['task']} {p['arch']} queue {p['queue_size']}: {p['images']} images, "
-            f"{p['epochs']} epochs = {p['steps']} steps; loss {loss[0]:.2f} → {min(loss):.2f} → "
+            f"{p['epochs']} epochs = {p['steps']} steps, {p['wall_s_last_session']:.0f} s "
+            f"(1 thread, shared 2-core machine); loss {loss[0]:.2f} → {min(loss):.2f} → "
             f"{loss[-1]:.2f}, accuracy {acc[0]:.3f} → {max(acc):.3f} → {acc[-1]:.3f}"
         )
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
