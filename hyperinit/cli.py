@@ -76,6 +76,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _queue_size(text: str) -> int | str:
+    """``--queue-size``: a positive int or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}")
+    return value
+
+
 def _cmd_c2l(args: argparse.Namespace) -> int:
     from hyperinit.c2l import C2LPretrainer, strip_head
     from hyperinit.distributed import cleanup_distributed, is_main_process
@@ -239,7 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--lr", type=float, default=0.03)
-    p.add_argument("--queue-size", type=int, default=2**15)
+    p.add_argument(
+        "--queue-size",
+        type=_queue_size,
+        default="auto",
+        help="queue length, or auto: the seed's share (~10%%) of an epoch's keys",
+    )
     p.add_argument("--feature-dim", type=int, default=128)
     p.add_argument("--momentum", type=float, default=0.999, help="EMA factor of the teacher")
     p.add_argument("--temperature", type=float, default=0.07)

@@ -267,6 +267,51 @@ def test_a_queue_far_over_the_seeds_share_of_an_epoch_warns_with_a_size_that_fit
     assert not [r for r in caplog.records if "of an epoch's keys" in r.getMessage()]
 
 
+def _auto(seed: int = 0) -> C2LPretrainer:
+    torch.manual_seed(seed)
+    return C2LPretrainer(TinyNet(), image_size=24, momentum=0.99)  # queue_size="auto"
+
+
+def test_auto_queue_takes_the_seeds_share_of_an_epoch_at_the_first_fit(xrays, caplog):
+    kw = {"epochs": 1, "batch_size": 4, "progress": False, "seed": 3}
+    trainer = _auto()
+    with caplog.at_level("WARNING", logger=pretrainer_mod.__name__):
+        trainer.fit(Images(xrays[:64]), **kw)
+    # 16 steps x 12 keys = 192 keys an epoch; a tenth, ~19, rounds to 16 (>= one step's 12)
+    assert trainer.queue_size == suggested_queue_size(192, 12) == 16
+    assert trainer.queue.features.shape == (16, 128)
+    assert trainer.config()["queue_size"] == 16
+    assert not [r for r in caplog.records if "of an epoch's keys" in r.getMessage()]
+    twin = _auto()
+    twin.fit(Images(xrays[:64]), **kw)
+    assert twin.history.loss == trainer.history.loss
+    assert torch.equal(twin.queue.features, trainer.queue.features)
+    # a second fit (more epochs, other data) keeps the queue it has
+    trainer.fit(Images(xrays[:128]), **{**kw, "epochs": 2})
+    assert trainer.queue_size == 16
+
+
+def test_auto_queue_resumes_exactly(xrays, tmp_path):
+    data = Images(xrays[:48])
+    kw = {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": 3, "progress": False, "seed": 4}
+    full = _auto(seed=1)
+    full.fit(data, checkpoint_dir=tmp_path / "a", **kw)
+    first = _auto(seed=1)
+    with pytest.raises(_Killed):
+        first.fit(data, checkpoint_dir=tmp_path / "b", on_epoch_end=_kill_after_first_epoch, **kw)
+    resumed = _auto(seed=99)
+    resumed.fit(data, checkpoint_dir=tmp_path / "b", resume=True, **kw)
+    assert resumed.queue_size == full.queue_size == 24  # 3 steps x 24 keys: one step's 24
+    assert resumed.history.loss == full.history.loss
+    assert torch.equal(full.queue.features, resumed.queue.features)
+
+
+@pytest.mark.parametrize("bad", ["big", 0, -5])
+def test_bad_queue_sizes_are_refused_by_name(bad):
+    with pytest.raises(C2LConfigError, match="queue_size must be an int >= 1 or 'auto'"):
+        C2LPretrainer(TinyNet(), image_size=24, queue_size=bad)
+
+
 # ---------------------------------------------------------------- teacher
 
 
@@ -557,10 +602,15 @@ def test_cli_c2l_pretrains_a_folder_and_writes_loadable_weights(data_dir, tmp_pa
         shutil.copy(f, folder / f.name)
     out = tmp_path / "out"
     args = ["c2l", "--data", str(folder), "--model", "timm:resnet10t", "--in-chans", "1",
-            "--image-size", "32", "--epochs", "1", "--batch-size", "8", "--queue-size", "64",
+            "--image-size", "32", "--epochs", "1", "--batch-size", "8",
             "--num-workers", "0", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     assert "C2L: 2 steps" in capsys.readouterr().out
+    # --queue-size auto (the default): 2 steps x 24 keys an epoch -> one step's 24
+    assert json.loads((out / "config.json").read_text())["queue_size"] == 24
+    with pytest.raises(SystemExit):
+        main([*args, "--queue-size", "big"])
+    assert "expected a positive integer or 'auto', got 'big'" in capsys.readouterr().err
     model = timm.create_model("resnet10t", in_chans=1, num_classes=0)
     model.load_state_dict(load_file(str(out / "model.safetensors")), strict=True)
     assert (out / "checkpoints" / "last.pt").is_file()

@@ -136,7 +136,10 @@ class C2LPretrainer:
         backbone: any module mapping (B, C, H, W) images to (B, F) features: timm with
             ``num_classes=0``, torchvision after :func:`strip_head`, or your own.
         feature_dim: width of the L2-normalised projection (128 in the seed).
-        queue_size: queue length N (2**15 in the seed).
+        queue_size: queue length N, or ``"auto"`` (default): the seed's share of an epoch's
+            keys, about a tenth (:func:`~hyperinit.c2l.suggested_queue_size`), set from the
+            data at the first :meth:`fit`. The seed's 2**15 is that share of its 112k images;
+            on a smaller set it would hold several epochs of keys.
         momentum: EMA factor of the teacher (0.999).
         temperature: InfoNCE temperature (0.07).
         mixup_alpha: lambda ~ Beta(alpha, alpha) (1.0).
@@ -156,7 +159,7 @@ class C2LPretrainer:
         backbone: nn.Module,
         *,
         feature_dim: int = 128,
-        queue_size: int = 2**15,
+        queue_size: int | str = "auto",
         momentum: float = 0.999,
         temperature: float = 0.07,
         mixup_alpha: float = 1.0,
@@ -169,17 +172,22 @@ class C2LPretrainer:
             raise C2LConfigError(f"backbone must be an nn.Module; got {type(backbone).__name__}")
         if not 0.0 <= momentum < 1.0:
             raise C2LConfigError(f"momentum must be in [0, 1); got {momentum}")
-        if temperature <= 0 or mixup_alpha <= 0 or feature_dim < 1 or queue_size < 1:
+        auto_queue = queue_size == "auto"
+        if not auto_queue and (isinstance(queue_size, str) or int(queue_size) < 1):
+            raise C2LConfigError(f"queue_size must be an int >= 1 or 'auto'; got {queue_size!r}")
+        if temperature <= 0 or mixup_alpha <= 0 or feature_dim < 1:
             raise C2LConfigError(
-                "temperature and mixup_alpha must be > 0, feature_dim and queue_size >= 1; got "
-                f"{temperature}, {mixup_alpha}, {feature_dim}, {queue_size}"
+                "temperature and mixup_alpha must be > 0 and feature_dim >= 1; got "
+                f"{temperature}, {mixup_alpha}, {feature_dim}"
             )
         if bn_mode not in ("shuffle", "sync", "none"):
             raise C2LConfigError(f"bn_mode must be 'shuffle', 'sync' or 'none'; got {bn_mode!r}")
         in_chans = in_chans or _first_conv_channels(backbone) or 3
         self.feature_width = self._infer_width(backbone, in_chans, image_size)
         self.feature_dim = feature_dim
-        self.queue_size = queue_size
+        #: the queue's length; with ``"auto"`` the seed's 2**15 until the first fit sets it
+        self.queue_size = 2**15 if auto_queue else int(queue_size)
+        self._auto_queue = auto_queue
         self.momentum = momentum
         self.temperature = temperature
         self.mixup_alpha = mixup_alpha
@@ -189,7 +197,7 @@ class C2LPretrainer:
         self.augment = augment
         self.student = _Encoder(backbone, nn.Linear(self.feature_width, feature_dim))
         self.teacher = copy.deepcopy(self.student).requires_grad_(False)
-        self.queue = FeatureQueue(queue_size, feature_dim)
+        self.queue = FeatureQueue(self.queue_size, feature_dim)
         self.history = C2LHistory()
         self.step = 0
         self.epoch = 0
@@ -416,7 +424,8 @@ class C2LPretrainer:
             resume: True to continue from ``checkpoint_dir/last.pt`` if it exists, or a path.
             seed: seeds data order, augmentations and mixup (re-seeded from ``(seed, epoch,
                 rank)`` at each epoch, so a resumed run repeats an uninterrupted one). The
-                head and queue start from the global RNG at construction.
+                head and a fixed-length queue start from the global RNG at construction; an
+                ``"auto"`` queue is drawn from ``seed`` at the first fit.
             device: default ``cuda`` (this rank's GPU) if available, else ``cpu``.
             amp: float16 autocast + GradScaler on CUDA (ignored on CPU).
             on_epoch_end: called as ``f(self, epoch)`` after each epoch's checkpoint.
@@ -455,7 +464,18 @@ class C2LPretrainer:
             )
         keys_per_epoch = keys_per_step * steps_per_epoch
         suggested = suggested_queue_size(keys_per_epoch, keys_per_step)
-        if self.queue_size > 2 * suggested:
+        if self._auto_queue and self.step == 0:
+            if self.queue_size != suggested:
+                gen = torch.Generator().manual_seed(seed)
+                self.queue = FeatureQueue(suggested, self.feature_dim, generator=gen)
+                self.queue_size = suggested
+            logger.info(
+                "queue_size auto: %d keys (%.0f%% of an epoch's %d)",
+                suggested,
+                100 * suggested / keys_per_epoch,
+                keys_per_epoch,
+            )
+        elif self.queue_size > 2 * suggested:
             share = self.queue_size / keys_per_epoch
             logger.warning(
                 "queue_size %d holds %.0f%% of an epoch's keys of these images%s; the seed's queue "
