@@ -21,10 +21,9 @@ import statistics
 from pathlib import Path
 
 import torch
-from downstream_check import ARCHS, RESULTS, TASK, loss_spike
+from downstream_check import ARCHS, RESULTS, TASK, loss_spike, quick_cell, run_quick
 
 from hyperinit.bench.inits import hypernet_version
-from hyperinit.bench.runner import Cell, run_cell
 from hyperinit.bench.tasks import get_task
 
 
@@ -38,18 +37,7 @@ def compare(modality: str, a: Path, b: Path, seeds: int, cells_dir: Path) -> dic
     for seed in range(seeds):
         for arch in ARCHS:
             for name, init in inits.items():
-                cell = Cell(
-                    task=task.name,
-                    arch=arch,
-                    init=init,
-                    fraction=0.1,
-                    seed=seed,
-                    epochs=5,
-                    size=size,
-                )
-                r = run_cell(
-                    cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False
-                )
+                r = run_quick(quick_cell(task.name, arch, init, seed, size=size), cells_dir)
                 scores.setdefault((arch, name), []).append(r["test"][task.primary])
                 val.setdefault((arch, name), []).append(
                     max(v[task.primary] for v in r["curves"]["val"])

@@ -39,6 +39,34 @@ RESULTS = Path("benchmarks/results")
 SPIKE = 1.5
 
 
+def quick_cell(
+    task: str,
+    arch: str,
+    init: object,
+    seed: int,
+    *,
+    size: int = 64,
+    init_name: str | None = None,
+    epochs: int = 5,
+) -> Cell:
+    """One fine-tuning of the quick downstream check: 10 % of the labels, 5 epochs."""
+    return Cell(
+        task=task,
+        arch=arch,
+        init=init,
+        init_name=init_name,
+        fraction=0.1,
+        seed=seed,
+        epochs=epochs,
+        size=size,
+    )
+
+
+def run_quick(cell: Cell, cells_dir: Path) -> dict:
+    """Run (or read back) a quick-check cell; the data cache is shared by all scripts."""
+    return run_cell(cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False)
+
+
 def loss_spike(train_loss: list[float]) -> bool:
     """Whether some epoch's mean training loss exceeds the previous epoch's ``SPIKE``-fold."""
     return any(now > SPIKE * before for before, now in itertools.pairwise(train_loss))
@@ -68,20 +96,17 @@ def check(
             for name in inits:
                 if name == "reference" and reference_seeds is not None and seed >= reference_seeds:
                     continue
-                cell = Cell(
-                    task=task.name,
-                    arch=arch,
-                    init=_init(modality, name),
+                cell = quick_cell(
+                    task.name,
+                    arch,
+                    _init(modality, name),
+                    seed,
+                    size=size,
                     # trained: the checkpoint folder's label, shared with compare_checkpoints.py
                     init_name=None if name == "trained" else name,
-                    fraction=0.1,
-                    seed=seed,
                     epochs=epochs,
-                    size=size,
                 )
-                r = run_cell(
-                    cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False
-                )
+                r = run_quick(cell, cells_dir)
                 spike = loss_spike(r["curves"]["train_loss"])
                 rows.append(
                     {"arch": arch, "init": name, "seed": seed, **r["test"], "loss_spike": spike}

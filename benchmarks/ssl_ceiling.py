@@ -33,9 +33,8 @@ from pathlib import Path
 import timm
 import torch
 from c2l_benchmark import BATCH, C2L_SETTINGS, SIZE
-from downstream_check import RESULTS, SPIKE, loss_spike
+from downstream_check import RESULTS, SPIKE, loss_spike, quick_cell, run_quick
 
-from hyperinit.bench.runner import Cell, run_cell
 from hyperinit.bench.tasks import get_task
 from hyperinit.c2l import SEED_QUEUE_SHARE, C2LPretrainer, suggested_queue_size
 from hyperinit.data import ImageFolder, load_split
@@ -148,19 +147,9 @@ def run(
                 inits[name] = f"c2l:{backbone}"
             for seed in range(seeds):
                 for name, init in inits.items():
-                    cell = Cell(
-                        task=task_name,
-                        arch=arch,
-                        init=init,
-                        init_name=None if name == "trained" else name,
-                        fraction=0.1,
-                        seed=seed,
-                        epochs=5,
-                        size=SIZE,
-                    )
-                    r = run_cell(
-                        cell, cells, cache_dir=Path("runs/downstream_cache"), progress=False
-                    )
+                    init_name = None if name == "trained" else name
+                    cell = quick_cell(task_name, arch, init, seed, size=SIZE, init_name=init_name)
+                    r = run_quick(cell, cells)
                     rows.append(
                         {
                             "task": task_name,
