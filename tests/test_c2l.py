@@ -291,21 +291,6 @@ def test_auto_queue_takes_the_seeds_share_of_an_epoch_at_the_first_fit(xrays, ca
     assert trainer.queue_size == 16
 
 
-def test_auto_queue_resumes_exactly(xrays, tmp_path):
-    data = Images(xrays[:48])
-    kw = {"epochs": 2, "batch_size": 8, "max_steps_per_epoch": 3, "progress": False, "seed": 4}
-    full = _auto(seed=1)
-    full.fit(data, checkpoint_dir=tmp_path / "a", **kw)
-    first = _auto(seed=1)
-    with pytest.raises(_Killed):
-        first.fit(data, checkpoint_dir=tmp_path / "b", on_epoch_end=_kill_after_first_epoch, **kw)
-    resumed = _auto(seed=99)
-    resumed.fit(data, checkpoint_dir=tmp_path / "b", resume=True, **kw)
-    assert resumed.queue_size == full.queue_size == 24  # 3 steps x 24 keys: one step's 24
-    assert resumed.history.loss == full.history.loss
-    assert torch.equal(full.queue.features, resumed.queue.features)
-
-
 @pytest.mark.parametrize("bad", ["big", 0, -5])
 def test_bad_queue_sizes_are_refused_by_name(bad):
     with pytest.raises(C2LConfigError, match="queue_size must be an int >= 1 or 'auto'"):
@@ -404,22 +389,24 @@ def _kill_after_first_epoch(trainer: C2LPretrainer, epoch: int) -> None:
         raise _Killed
 
 
-def test_resume_after_a_kill_equals_an_uninterrupted_run(xrays, tmp_path):
+@pytest.mark.parametrize("make", [_trainer, _auto], ids=["fixed queue", "auto queue"])
+def test_resume_after_a_kill_equals_an_uninterrupted_run(xrays, tmp_path, make):
     data = Images(xrays[:48])
     kw = {"epochs": 3, "batch_size": 8, "max_steps_per_epoch": 3, "progress": False, "seed": 4}
-    full = _trainer(seed=1)
+    full = make(seed=1)
     full.fit(data, checkpoint_dir=tmp_path / "a", **kw)
 
-    first = _trainer(seed=1)
+    first = make(seed=1)
     with pytest.raises(_Killed):
         first.fit(data, checkpoint_dir=tmp_path / "b", on_epoch_end=_kill_after_first_epoch, **kw)
     state = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and state["step"] == 3
     assert torch.equal(state["queue"]["features"], first.queue.features)  # queue is saved
 
-    resumed = _trainer(seed=99)  # different fresh init: everything must come from the file
+    resumed = make(seed=99)  # different fresh init: everything must come from the file
     resumed.fit(data, checkpoint_dir=tmp_path / "b", resume=True, **kw)
     assert resumed.step == full.step == 9
+    assert resumed.queue_size == full.queue_size == (256 if make is _trainer else 24)
     assert resumed.history.loss == full.history.loss
     for a, b in zip(full.student.state_dict().values(), resumed.student.state_dict().values()):
         assert torch.equal(a, b)
