@@ -375,6 +375,9 @@ def test_fit_accepts_a_dataloader_of_image_batches(xrays):
     loader = DataLoader(torch.utils.data.TensorDataset(xrays[:32]), batch_size=8, shuffle=True)
     hist = _trainer().fit(loader, epochs=1, progress=False)
     assert len(hist.steps) == 4 and all(torch.isfinite(torch.tensor(hist.loss)))
+    auto = _auto()
+    auto.fit(loader, epochs=1, progress=False)  # batch_size left at its default
+    assert auto.queue_size == 24  # the loader's batches of 8: 3 x 8 keys a step, 4 steps
 
 
 # ---------------------------------------------------------------- checkpoints and resume

@@ -457,7 +457,8 @@ class C2LPretrainer:
         if steps_per_epoch < 1:
             raise C2LConfigError("the data gives no full batch; add images or lower batch_size.")
         total_steps = epochs * steps_per_epoch
-        keys_per_step = 3 * batch_size * info.world_size
+        loader_batch = getattr(user_loader, "batch_size", None)  # a DataLoader's own wins
+        keys_per_step = 3 * (loader_batch or batch_size) * info.world_size
         if keys_per_step > self.queue_size:
             logger.warning(
                 "queue_size %d holds less than one step's %d keys", self.queue_size, keys_per_step
