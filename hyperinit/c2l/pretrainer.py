@@ -459,10 +459,6 @@ class C2LPretrainer:
         total_steps = epochs * steps_per_epoch
         loader_batch = getattr(user_loader, "batch_size", None)  # a DataLoader's own wins
         keys_per_step = 3 * (loader_batch or batch_size) * info.world_size
-        if keys_per_step > self.queue_size:
-            logger.warning(
-                "queue_size %d holds less than one step's %d keys", self.queue_size, keys_per_step
-            )
         keys_per_epoch = keys_per_step * steps_per_epoch
         suggested = suggested_queue_size(keys_per_epoch, keys_per_step)
         if self._auto_queue and self.step == 0:
@@ -475,6 +471,10 @@ class C2LPretrainer:
                 suggested,
                 100 * suggested / keys_per_epoch,
                 keys_per_epoch,
+            )
+        elif keys_per_step > self.queue_size:
+            logger.warning(
+                "queue_size %d holds less than one step's %d keys", self.queue_size, keys_per_step
             )
         elif self.queue_size > 2 * suggested:
             share = self.queue_size / keys_per_epoch
