@@ -17,6 +17,7 @@ import argparse
 import itertools
 import json
 import logging
+import math
 import statistics
 from pathlib import Path
 
@@ -65,6 +66,23 @@ def quick_cell(
 def run_quick(cell: Cell, cells_dir: Path) -> dict:
     """Run (or read back) a quick-check cell; the data cache is shared by all scripts."""
     return run_cell(cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False)
+
+
+def paired_gain(
+    rows: list[dict], task: str, arch: str, base: str, other: str
+) -> tuple[float, float, int]:
+    """Mean and standard error over seeds of ``other - base`` (rows with ``task``, ``arch``,
+    ``init``, ``seed`` and ``score``), and in how many seeds ``other`` is ahead."""
+    score = {
+        (r["init"], r["seed"]): r["score"] for r in rows if (r["task"], r["arch"]) == (task, arch)
+    }
+    d = [
+        score[(other, s)] - score[(base, s)]
+        for (n, s) in score
+        if n == base and (other, s) in score
+    ]
+    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return statistics.mean(d), se, sum(x > 0 for x in d)
 
 
 def loss_spike(train_loss: list[float]) -> bool:

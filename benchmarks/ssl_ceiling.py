@@ -33,7 +33,7 @@ from pathlib import Path
 import timm
 import torch
 from c2l_benchmark import BATCH, C2L_SETTINGS, SIZE
-from downstream_check import RESULTS, SPIKE, loss_spike, quick_cell, run_quick
+from downstream_check import RESULTS, SPIKE, loss_spike, paired_gain, quick_cell, run_quick
 
 from hyperinit.bench.tasks import get_task
 from hyperinit.c2l import SEED_QUEUE_SHARE, C2LPretrainer, suggested_queue_size
@@ -173,16 +173,6 @@ def run(
     }
 
 
-def _paired(rows: list[dict], task: str, arch: str, a: str, b: str) -> tuple[float, float, int]:
-    """Mean and standard error of a - b over seeds, and how many seeds a is ahead in."""
-    by = {
-        (r["init"], r["seed"]): r["score"] for r in rows if r["task"] == task and r["arch"] == arch
-    }
-    d = [by[(a, s)] - by[(b, s)] for (i, s) in by if i == a and (b, s) in by]
-    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else 0.0
-    return statistics.mean(d), se, sum(x > 0 for x in d)
-
-
 def write(result: dict, name: str = "ssl_ceiling") -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     rows = result["rows"]
@@ -227,7 +217,7 @@ def write(result: dict, name: str = "ssl_ceiling") -> None:
                 cells.append(f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}")
                 spikes.append(f"{sum(r['loss_spike'] for r in sel if r['init'] == init)}")
                 if init != "default":
-                    m, se, k = _paired(rows, t, arch, init, "default")
+                    m, se, k = paired_gain(rows, t, arch, "default", init)
                     diffs.append(f"{m:+.3f} ± {se:.3f} ({k}/{n})")
             lines.append(
                 f"| {t} | {arch.split(':')[1]} | "

@@ -21,13 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import statistics
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from downstream_check import RESULTS, TASK, _init, loss_spike
+from downstream_check import RESULTS, TASK, _init, loss_spike, paired_gain
 from torch import nn
 
 from hyperinit.bench.inits import apply_init, hypernet_version
@@ -128,16 +127,6 @@ def run(
     return rows
 
 
-def _paired(rows: list[dict], task: str, arch: str, a: str, b: str) -> tuple[float, float, int]:
-    """Mean and standard error of ``b - a`` over seeds, and in how many runs ``b`` is ahead."""
-    score = {
-        (r["init"], r["seed"]): r["score"] for r in rows if (r["task"], r["arch"]) == (task, arch)
-    }
-    d = [score[(b, s)] - score[(a, s)] for (n, s) in score if n == a and (b, s) in score]
-    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return statistics.mean(d), se, sum(x > 0 for x in d)
-
-
 def summarise(rows: list[dict], seeds: int) -> dict:
     out = []
     for task in TASKS:
@@ -147,16 +136,18 @@ def summarise(rows: list[dict], seeds: int) -> dict:
                 n: statistics.mean(r["score"] for r in sel if r["init"] == n) for n in _inits(task)
             }
             entry = {"task": task, "arch": arch, "means": means, "paired": {}}
-            entry["paired"]["no-zero-init - default"] = _paired(
+            entry["paired"]["no-zero-init - default"] = paired_gain(
                 rows, task, arch, "default", "no-zero-init"
             )
             for m in TASKS[task]:
                 for base in ("default", "no-zero-init"):
-                    entry["paired"][f"trained {m} - {base}"] = _paired(
+                    entry["paired"][f"trained {m} - {base}"] = paired_gain(
                         rows, task, arch, base, f"trained {m}"
                     )
                 kept = f"trained {m}, zero-init kept"
-                entry["paired"][f"{kept} - default"] = _paired(rows, task, arch, "default", kept)
+                entry["paired"][f"{kept} - default"] = paired_gain(
+                    rows, task, arch, "default", kept
+                )
             entry["spikes"] = {
                 n: sum(r["loss_spike"] for r in sel if r["init"] == n) for n in means
             }
