@@ -1,12 +1,21 @@
-"""Create timm and torchvision models from ``source:name`` specs, with any input channels."""
+"""Create timm, torchvision, MONAI and segmentation_models_pytorch models from ``source:name``
+specs, randomly initialised, with any input channels."""
 
 from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 
 from hyperinit.errors import HyperInitError
 
-__all__ = ["create_model", "set_input_channels"]
+__all__ = ["create_model", "monai_model_names", "set_input_channels"]
+
+#: Sources ``create_model`` understands, as written in a spec.
+SOURCES = ("timm", "torchvision", "monai", "smp")
 
 
 def set_input_channels(model: nn.Module, in_chans: int) -> nn.Module:
@@ -43,42 +52,202 @@ def set_input_channels(model: nn.Module, in_chans: int) -> nn.Module:
     raise HyperInitError(f"{type(model).__name__} has no Conv2d whose input channels to set")
 
 
-def create_model(spec: str, *, in_chans: int = 3, num_classes: int | None = None) -> nn.Module:
-    """Build ``timm:NAME`` or ``torchvision:NAME`` (a bare name means timm), randomly
-    initialised (no pretrained download), with ``in_chans`` input channels."""
-    source, _, name = spec.partition(":") if ":" in spec else ("timm", "", spec)
-    source = source.lower()
-    if source == "timm":
-        import timm
+def _import(module: str, extra: str = "ecosystem") -> Any:
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as e:
+        raise HyperInitError(
+            f"{module.split('.')[0]} is not installed; pip install 'hyperinit[{extra}]' (or the "
+            f"package itself) to build {module.split('.')[0]} models."
+        ) from e
 
-        kwargs = {"in_chans": in_chans}
-        if num_classes is not None:
-            kwargs["num_classes"] = num_classes
-        try:
-            return timm.create_model(name, pretrained=False, **kwargs)
-        except RuntimeError as e:
-            if "Unknown model" not in str(e):
-                raise
-            raise HyperInitError(
-                f"timm has no model {name!r}; list them with timm.list_models('*{name[:6]}*')."
-            ) from e
-    if source in ("torchvision", "tv"):
-        import torchvision
 
-        available = torchvision.models.list_models()
-        if name not in available:
-            raise HyperInitError(
-                f"torchvision has no model {name!r}; see torchvision.models.list_models()."
-            )
-        kwargs = {"weights": None}
-        if num_classes is not None:
-            kwargs["num_classes"] = num_classes
-        if name in ("googlenet", "inception_v3"):
-            kwargs["init_weights"] = False
-        if name in torchvision.models.list_models(module=torchvision.models.segmentation):
-            kwargs["weights_backbone"] = None
-        model = torchvision.models.get_model(name, **kwargs)
-        return set_input_channels(model, in_chans) if in_chans != 3 else model
-    raise HyperInitError(
-        f"unknown model source {source!r} in {spec!r}: use timm:NAME or torchvision:NAME"
+def _build_timm(
+    name: str, in_chans: int, num_classes: int | None, kwargs: dict[str, Any]
+) -> nn.Module:
+    import timm
+
+    kwargs = {"in_chans": in_chans, **kwargs}
+    if num_classes is not None:
+        kwargs.setdefault("num_classes", num_classes)
+    try:
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except RuntimeError as e:
+        if "Unknown model" not in str(e):
+            raise
+        raise HyperInitError(
+            f"timm has no model {name!r}; list them with timm.list_models('*{name[:6]}*')."
+        ) from e
+
+
+def _build_torchvision(
+    name: str, in_chans: int, num_classes: int | None, kwargs: dict[str, Any]
+) -> nn.Module:
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        raise HyperInitError(
+            f"torchvision has no model {name!r}; see torchvision.models.list_models()."
+        )
+    kwargs = {"weights": None, **kwargs}
+    if num_classes is not None:
+        kwargs.setdefault("num_classes", num_classes)
+    if name in ("googlenet", "inception_v3"):
+        kwargs.setdefault("init_weights", False)
+    if name in torchvision.models.list_models(module=torchvision.models.segmentation):
+        kwargs.setdefault("weights_backbone", None)
+    model = torchvision.models.get_model(name, **kwargs)
+    return set_input_channels(model, in_chans) if in_chans != 3 else model
+
+
+def monai_model_names() -> list[str]:
+    """The networks of ``monai.networks.nets`` (``nn.Module`` classes), sorted."""
+    nets = _import("monai.networks.nets")
+    return sorted(
+        n
+        for n in dir(nets)
+        if not n.startswith("_")
+        and inspect.isclass(getattr(nets, n))
+        and issubclass(getattr(nets, n), nn.Module)
     )
+
+
+def _accepted_arguments(builder: Callable[..., Any], nets: Any) -> set[str]:
+    """Keyword names a MONAI class or factory accepts, following ``**kwargs`` into base
+    classes (``SEResNet50`` -> ``SENet``) and into the class a factory returns (``resnet18``
+    -> ``ResNet``)."""
+
+    def inits(cls: type) -> list[Any]:
+        return [c.__init__ for c in cls.__mro__ if c.__init__ is not object.__init__]
+
+    names: set[str] = set()
+    if inspect.isclass(builder):
+        chain = inits(builder)
+    else:
+        chain = [builder]
+        ret = inspect.signature(builder).return_annotation
+        target = getattr(nets, ret, None) if isinstance(ret, str) else ret
+        if inspect.isclass(target):
+            chain += inits(target)
+    for fn in chain:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            break
+        names.update(p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names - {"self"}
+
+
+def _build_monai(
+    name: str, in_chans: int, num_classes: int | None, kwargs: dict[str, Any]
+) -> nn.Module:
+    nets = _import("monai.networks.nets")
+    builder = getattr(nets, name, None) if not name.startswith("_") else None
+    if builder is None or not callable(builder):
+        valid = monai_model_names()
+        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise HyperInitError(
+            f"monai.networks.nets has no network {name!r}.{hint} Valid names: {', '.join(valid)}."
+        )
+    accepted = _accepted_arguments(builder, nets)
+    kwargs = dict(kwargs)
+    for key in ("in_channels", "n_input_channels"):
+        if key in accepted:
+            kwargs.setdefault(key, in_chans)
+            break
+    if num_classes is not None:
+        for key in ("out_channels", "num_classes"):
+            if key in accepted:
+                kwargs.setdefault(key, num_classes)
+                break
+    if "pretrained" in accepted:
+        kwargs.setdefault("pretrained", False)  # EfficientNetBN downloads by default
+    try:
+        return builder(**kwargs)
+    except (TypeError, ValueError, AssertionError) as e:
+        raise HyperInitError(
+            f"monai.networks.nets.{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) "
+            f"failed: {e}. Pass its arguments with model_kwargs= (hyperinit init "
+            "--model-kwargs '{\"spatial_dims\": 2, ...}'); see the MONAI documentation of "
+            f"{name}."
+        ) from e
+
+
+def _build_smp(
+    spec: str, in_chans: int, num_classes: int | None, kwargs: dict[str, Any]
+) -> nn.Module:
+    smp = _import("segmentation_models_pytorch")
+    arch, sep, encoder = spec.partition(":")
+    if not sep or not arch or not encoder:
+        raise HyperInitError(
+            f"smp models are written smp:ARCH:ENCODER (e.g. smp:Unet:resnet18 or "
+            f"smp:FPN:tu-mobilenetv3_small_100), got smp:{spec}."
+        )
+    kwargs = {
+        "encoder_name": encoder,
+        "encoder_weights": None,
+        "in_channels": in_chans,
+        "classes": num_classes if num_classes is not None else 1,
+        **kwargs,
+    }
+    try:
+        return smp.create_model(arch, **kwargs)
+    except KeyError as e:
+        raise HyperInitError(
+            f"segmentation_models_pytorch cannot build {arch!r} with encoder {encoder!r}: "
+            f"{e.args[0] if e.args else e}. Encoders: "
+            "segmentation_models_pytorch.encoders.get_encoder_names(), or tu-NAME for any timm "
+            "model."
+        ) from e
+    except RuntimeError as e:
+        if "Unknown model" not in str(e):
+            raise
+        raise HyperInitError(
+            f"timm has no model {encoder[3:]!r} for the smp encoder {encoder!r}; list them with "
+            f"timm.list_models('*{encoder[3:9]}*')."
+        ) from e
+
+
+_BUILDERS: dict[str, Callable[[str, int, int | None, dict[str, Any]], nn.Module]] = {
+    "timm": _build_timm,
+    "torchvision": _build_torchvision,
+    "tv": _build_torchvision,
+    "monai": _build_monai,
+    "smp": _build_smp,
+}
+
+
+def create_model(
+    spec: str,
+    *,
+    in_chans: int = 3,
+    num_classes: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Build a randomly initialised model (no pretrained download) from a spec.
+
+    Specs: ``timm:NAME`` (a bare name means timm), ``torchvision:NAME``, ``monai:NAME`` (any
+    network of ``monai.networks.nets``) and ``smp:ARCH:ENCODER`` (segmentation_models_pytorch,
+    e.g. ``smp:Unet:resnet18``, ``smp:FPN:tu-mobilenetv3_small_100``). ``in_chans`` and
+    ``num_classes`` map to each library's names (MONAI: ``in_channels`` / ``n_input_channels``
+    and ``out_channels`` / ``num_classes``; smp: ``in_channels`` and ``classes``); an smp model
+    without ``num_classes`` gets one output class. ``model_kwargs`` go to the constructor and
+    win over those, e.g. ``{"spatial_dims": 3, "channels": [8, 16, 32], "strides": [2, 2]}``
+    for ``monai:UNet``. MONAI and smp need ``pip install 'hyperinit[ecosystem]'``.
+    """
+    source, _, name = spec.partition(":") if ":" in spec else ("timm", "", spec)
+    builder = _BUILDERS.get(source.lower())
+    if builder is None:
+        raise HyperInitError(
+            f"unknown model source {source!r} in {spec!r}: use timm:NAME, torchvision:NAME, "
+            "monai:NAME or smp:ARCH:ENCODER"
+        )
+    if model_kwargs is not None and not isinstance(model_kwargs, dict):
+        raise HyperInitError(
+            f"model_kwargs must be a dict of constructor arguments, got "
+            f"{type(model_kwargs).__name__}"
+        )
+    return builder(name, in_chans, num_classes, dict(model_kwargs or {}))
