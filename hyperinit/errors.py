@@ -17,6 +17,8 @@ __all__ = [
     "DataError",
     "ExampleInputError",
     "HyperInitError",
+    "LocalizationError",
+    "MetaDeviceError",
     "MetaLRConfigError",
     "MetaLRStateError",
     "NoParametersError",
@@ -39,6 +41,10 @@ class TraceError(HyperInitError, RuntimeError):
 
 class ExampleInputError(TraceError, ValueError):
     """The example input does not fit the model (wrong number of channels, dimensions, ...)."""
+
+
+class MetaDeviceError(HyperInitError, ValueError):
+    """A model built on the meta device cannot be initialised exactly (lost buffer values)."""
 
 
 class NoParametersError(HyperInitError, ValueError):
@@ -109,3 +115,8 @@ class ObjectiveError(HyperInitError, ValueError):
 class TrainingError(HyperInitError, RuntimeError):
     """Hypernetwork training cannot start or continue (bad config, checkpoint of another run,
     no data)."""
+
+
+class LocalizationError(HyperInitError, ValueError):
+    """An AttentionMiner argument, input or checkpoint is invalid (backbone without a spatial
+    feature map, labels that do not fit ``num_classes``, a class without positives, ...)."""

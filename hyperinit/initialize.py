@@ -26,6 +26,7 @@ from hyperinit.hub import (
 )
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
+from hyperinit.materialize import allocate_meta, is_on_meta, materialize_lazy, plan_meta
 from hyperinit.modalities import get_modality
 from hyperinit.report import InitReport
 from hyperinit.selection import excluded_parameters, head_parameters
@@ -202,8 +203,16 @@ def initialize(
         sample: with ``modality="auto"``, some of your images: a tensor ``(N, C, H, W)``, a
             folder, a list of files or a dataset (a few dozen are plenty).
 
+    Lazy modules (``nn.LazyConv2d``...) are materialised first by one forward pass on
+    ``example_input`` (required then). A model built on the meta device gets real tensors on
+    ``device`` (default CPU): predicted ones from the hypernetwork, the others from their
+    layer's ``reset_parameters()`` and batch-norm statistics from ``reset_running_stats()``;
+    if some tensor cannot be rebuilt exactly, :class:`~hyperinit.errors.MetaDeviceError` says
+    which before anything is changed.
+
     Returns:
-        An :class:`InitReport`. On any error the model is left exactly as it was.
+        An :class:`InitReport`. On any error the model is left exactly as it was (apart from
+        materialised lazy modules, which is what any first forward pass does).
     """
     start = time.perf_counter()
     if not isinstance(model, nn.Module):
@@ -215,7 +224,12 @@ def initialize(
             "Pass the model that holds the layers (not a functional wrapper or a buffer-only "
             "module)."
         )
+    materialize_lazy(model, example_input)
+    all_params = dict(model.named_parameters())
+    on_meta = is_on_meta(model)
     device = torch.device(device) if device is not None else _model_device(model)
+    if on_meta and device.type == "meta":
+        device = torch.device("cpu")  # where the parameters will be allocated
     distances: dict[str, float] = {}
     if checkpoint is None and str(modality).strip().lower() == "auto":
         if sample is None:
@@ -250,10 +264,14 @@ def initialize(
         else:
             wanted.add(name)
 
+    plan = plan_meta(model, wanted) if on_meta else None  # refuses before any change
     with torch.no_grad():
         preds = hypernet.predict_params(graph, names=wanted, seed=seed, roles=param_roles)
         _check_finite(preds)
     t_predict = time.perf_counter()
+    if plan is not None:
+        allocate_meta(model, plan, device)
+        all_params = dict(model.named_parameters())
     _assign(model, preds)
     t_assign = time.perf_counter()
 
@@ -274,7 +292,12 @@ def initialize(
             "assign": t_assign - t_predict,
             "total": t_assign - start,
         },
-        graph={"nodes": len(graph), "edges": graph.num_edges, "traced_as": graph.traced_as},
+        graph={
+            "nodes": len(graph),
+            "edges": graph.num_edges,
+            "traced_as": graph.traced_as,
+            **({"note": graph.meta["trace_note"]} if "trace_note" in graph.meta else {}),
+        },
         modality_distances=distances,
     )
     log.info("%s", report)

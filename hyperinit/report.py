@@ -21,7 +21,8 @@ class InitReport:
         kept: ``{name: reason}`` for parameters left as they were.
         predicted_elements, total_elements, head_elements: element counts.
         timings: seconds per stage (``trace``, ``predict``, ``assign``, ``total``).
-        graph: nodes, edges and how the forward pass was traced.
+        graph: nodes, edges, how the forward pass was traced (``traced_as``: ``batch0``, ``meta``
+            or ``real``) and, when a cheaper pass was not used, why (``note``).
         modality_distances: with ``modality="auto"``, the distance (average cmd) from the sample
             to each modality's reference images, closest first.
     """
@@ -66,6 +67,7 @@ class InitReport:
             f"  hypernetwork : {self.checkpoint}",
             f"  graph        : {self.graph.get('nodes', 0)} nodes, {self.graph.get('edges', 0)} "
             f"edges (traced as {self.graph.get('traced_as', '?')})",
+            *([f"  trace        : {self.graph['note']}"] if self.graph.get("note") else []),
             f"  predicted    : {len(self.predicted)} tensors, {self.predicted_elements:,} of "
             f"{self.total_elements - self.head_elements:,} non-head elements "
             f"({100 * self.coverage:.1f} %)",

@@ -23,11 +23,39 @@ from torch.utils._pytree import tree_flatten
 
 from hyperinit.graph.ops import TRANSPARENT, classify_call, func_name
 
-__all__ = ["Node", "Recorder", "module_context"]
+__all__ = ["DataDependentTrace", "Node", "Recorder", "module_context"]
 
 _PARAM_NODE_OPS = frozenset(
     {"linear", "conv1d", "conv2d", "conv3d", "embedding", "multi_head_attention_forward"}
 )
+
+
+#: Calls that read an activation's values into Python (control flow) or give it a shape that
+#: depends on its values. On an empty batch or the meta device their answer is not the one the
+#: example input would give, so a cheap trace that meets one is not to be trusted.
+_DATA_READS = frozenset(
+    {
+        torch.Tensor.__bool__,
+        torch.Tensor.__int__,
+        torch.Tensor.__float__,
+        torch.Tensor.__index__,
+        torch.Tensor.item,
+        torch.Tensor.tolist,
+        torch.Tensor.numpy,
+        torch.Tensor.nonzero,
+        torch.Tensor.unique,
+        torch.Tensor.masked_select,
+        torch.nonzero,
+        torch.argwhere,
+        torch.unique,
+        torch.unique_consecutive,
+        torch.masked_select,
+    }
+)
+
+
+class DataDependentTrace(Exception):
+    """Raised inside a cheap (empty-batch or meta) trace that read activation values."""
 
 
 @dataclass
@@ -54,8 +82,17 @@ class Node:
 class Recorder(TorchFunctionMode):
     """Torch function mode that turns the calls of a forward pass into :class:`Node` objects."""
 
-    def __init__(self, param_names: dict[int, str], param_shapes: dict[str, tuple[int, ...]]):
+    def __init__(
+        self,
+        param_names: dict[int, str],
+        param_shapes: dict[str, tuple[int, ...]],
+        *,
+        strict_data: bool = False,
+    ):
         super().__init__()
+        self._strict_data = strict_data
+        #: why this pass cannot be trusted: the first read of activation values (strict mode)
+        self.data_read: str | None = None
         self._param_names = param_names
         self._param_shapes = param_shapes
         self._act: dict[int, tuple[int, ...]] = {}  # id(tensor) -> producer node indices
@@ -125,12 +162,32 @@ class Recorder(TorchFunctionMode):
     # -- the mode -------------------------------------------------------------------------------
     def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
+        if self._strict_data and self._reads_activation(func, args):
+            module = self.module_stack[-1] if self.module_stack else ""
+            where = f"module '{module}'" if module else "the model's own forward"
+            self.data_read = f"{func_name(func)} on an activation in {where}"
+            raise DataDependentTrace(self.data_read)
         out = func(*args, **kwargs)
         try:
             self._record(func, args, kwargs, out)
         except Exception as e:  # recording must never break the user's forward pass
             self.errors.append(f"{func_name(func)}: {type(e).__name__}: {e}")
         return out
+
+    def _reads_activation(self, func: Any, args: tuple) -> bool:
+        """Whether ``func`` reads the values of an input-dependent tensor (see ``_DATA_READS``),
+        including boolean-mask indexing ``x[mask]`` whose result shape depends on the mask."""
+        if not args or not isinstance(args[0], torch.Tensor):
+            return False
+        if func in _DATA_READS:
+            return id(args[0]) in self._act
+        if func is torch.Tensor.__getitem__ and len(args) > 1:
+            index = args[1] if isinstance(args[1], tuple) else (args[1],)
+            return any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool and id(i) in self._act
+                for i in index
+            )
+        return False
 
     def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
         leaves = tree_flatten((args, kwargs))[0]

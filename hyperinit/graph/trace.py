@@ -5,7 +5,11 @@ The forward pass is run in the cheapest way that works, leaving the model untouc
 1. on the real device with a **batch of zero** examples: every kernel runs its shape logic but no
    arithmetic (ResNet-50 traces in a few milliseconds);
 2. if the model rejects empty batches (``x.view(0, -1)``...), on the **meta** device;
-3. if that fails too (data-dependent control flow), a real forward pass on the example input.
+3. if that fails too, or if a cheap pass read activation values into Python (``bool(x.mean() >
+   0)``, ``.item()``, ``.tolist()``, ``x[mask]``...: data-dependent control flow or shapes, whose
+   answer on an empty or meta tensor is not the example input's), a real forward pass on the
+   example input. The graph's ``traced_as`` says which pass was used and ``meta["trace_note"]``
+   why a cheaper one was not.
 
 Parameters and buffers are restored to the same objects and buffer values afterwards, so
 batch-norm running statistics are never updated, and the global random state is restored too.
@@ -20,11 +24,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import is_lazy
 from torch.utils._pytree import tree_flatten, tree_map
 
 from hyperinit.errors import ExampleInputError, TraceError
 from hyperinit.graph.archgraph import ArchGraph
-from hyperinit.graph.recorder import Node, Recorder, module_context
+from hyperinit.graph.recorder import DataDependentTrace, Node, Recorder, module_context
 
 __all__ = ["default_example_input", "trace"]
 
@@ -101,7 +107,10 @@ def _empty_batch(x: Any) -> Any:
     return x[:0] if isinstance(x, torch.Tensor) and x.dim() > 0 else x
 
 
-def _split_input(example_input: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+def split_input(example_input: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The rule for example inputs: a dict is keyword arguments, a tuple or list positional
+    arguments, anything else the one positional argument. A forward that takes one dict gets it
+    as ``example_input=(batch,)``."""
     if isinstance(example_input, dict):
         return (), dict(example_input)
     if isinstance(example_input, (tuple, list)):
@@ -155,18 +164,21 @@ def _run(
     kwargs: dict[str, Any],
     *,
     to_meta: bool,
+    strict_data: bool = False,
 ) -> tuple[Recorder, list[int]]:
     params = dict(model.named_parameters())
     shapes = {k: tuple(v.shape) for k, v in params.items()}
     by_id = {id(v): k for k, v in params.items()}
     with _preserved_state(model, to_meta) as alias:
         names = {k: by_id[id(v)] for k, v in alias.items() if id(v) in by_id} if to_meta else by_id
-        rec = Recorder(names, shapes)
+        rec = Recorder(names, shapes, strict_data=strict_data)
         for i, leaf in enumerate(tree_flatten((args, kwargs))[0]):
             if isinstance(leaf, torch.Tensor) and leaf.is_floating_point():
                 rec.add_input(leaf, "input" if i == 0 else f"input{i}")
         with torch.no_grad(), module_context(model, rec.module_stack), rec:
             out = model(*args, **kwargs)
+        if rec.data_read is not None:  # the model caught our exception and went on
+            raise DataDependentTrace(rec.data_read)
         return rec, rec.output_producers(out)
 
 
@@ -175,11 +187,11 @@ def _attempts(
 ) -> list[tuple[str, Callable[[], tuple[Recorder, list[int]]]]]:
     def batch0() -> tuple[Recorder, list[int]]:
         a, kw = tree_map(_empty_batch, (args, kwargs))
-        return _run(model, a, kw, to_meta=False)
+        return _run(model, a, kw, to_meta=False, strict_data=True)
 
     def meta() -> tuple[Recorder, list[int]]:
         a, kw = tree_map(_to_meta, (args, kwargs))
-        return _run(model, a, kw, to_meta=True)
+        return _run(model, a, kw, to_meta=True, strict_data=True)
 
     def real() -> tuple[Recorder, list[int]]:
         return _run(model, args, kwargs, to_meta=False)
@@ -187,7 +199,16 @@ def _attempts(
     return [("batch0", batch0), ("meta", meta), ("real", real)]
 
 
-def _diagnose(model: nn.Module, args: tuple[Any, ...], error: BaseException) -> str:
+def _diagnose(
+    model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], error: BaseException
+) -> str:
+    if kwargs and not args and isinstance(error, TypeError):
+        return (
+            f"a dict example_input is passed as keyword arguments, model(**example_input), and "
+            f"the forward pass rejected that: {error}. If forward() takes one dict, pass it "
+            "inside a tuple: example_input=(batch,) (a tuple is positional arguments, a dict "
+            "keyword arguments)."
+        )
     conv = _first_conv(model)
     x = args[0] if args else None
     if conv is not None and isinstance(x, torch.Tensor):
@@ -226,11 +247,19 @@ def trace(
         s_max: longest shortest path used for the GNN's shortest-path messages (default 50).
 
     Raises:
-        TraceError: the forward pass failed on the example input.
+        TraceError: the forward pass failed on the example input, or the model has lazy
+            modules that were never run.
         ExampleInputError: the example input does not fit the model (channels, dims).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"trace() expects an nn.Module, got {type(model).__name__}")
+    lazy = [n or "<root>" for n, m in model.named_modules() if isinstance(m, LazyModuleMixin)]
+    if lazy and any(is_lazy(p) for p in model.parameters()):
+        raise TraceError(
+            f"cannot trace {type(model).__name__}: lazy modules {lazy[:5]} have no shapes yet. "
+            "Run model(example_input) once to materialise them (hyperinit.initialize does that "
+            "for you when given example_input=)."
+        )
     if example_input is not None:
         return _trace(model, example_input, s_max)
     first = default_example_input(model)
@@ -247,7 +276,7 @@ _RETRY_SIZE = 299
 
 
 def _trace(model: nn.Module, example_input: Any, s_max: int | None) -> ArchGraph:
-    args, kwargs = _split_input(example_input)
+    args, kwargs = split_input(example_input)
     device = next((p.device for p in model.parameters()), None)
     if device is not None:
         args, kwargs = tree_map(
@@ -257,17 +286,23 @@ def _trace(model: nn.Module, example_input: Any, s_max: int | None) -> ArchGraph
     devices = [device] if device is not None and device.type == "cuda" else []
     result = None
     mode = ""
+    note = ""
     for mode, attempt in _attempts(model, args, kwargs):
+        if note and mode != "real":
+            continue  # a data read makes every cheap pass untrustworthy
         try:
             with torch.random.fork_rng(devices=devices):
                 result = attempt()
             break
+        except DataDependentTrace as e:
+            note = f"the forward pass reads tensor values ({e}), so it ran on the example input"
+            log.info("%s: %s", type(model).__name__, note)
         except Exception as e:  # try the next, more expensive way
             log.debug("tracing %s as %s failed: %s", type(model).__name__, mode, e)
             errors.append((mode, e))
     if result is None:
         err = errors[-1][1]
-        message = _diagnose(model, args, err)
+        message = _diagnose(model, args, kwargs, err)
         cls = ExampleInputError if "example input has" in message else TraceError
         raise cls(f"cannot trace {type(model).__name__}: {message}") from err
     rec, producers = result
@@ -291,6 +326,7 @@ def _trace(model: nn.Module, example_input: Any, s_max: int | None) -> ArchGraph
         input_shapes=[tuple(first.shape)] if first is not None else [],
         traced_as=mode,
         model_name=type(model).__name__,
+        meta={"trace_note": note} if note else {},
         **({"s_max": s_max} if s_max is not None else {}),
     )
     if unbound:
