@@ -36,6 +36,7 @@ from hyperinit.graph import OP_TYPES, ArchGraph, default_example_input, trace
 from hyperinit.hub import list_checkpoints
 from hyperinit.hypernet import HyperInitConfig, HyperInitializer
 from hyperinit.initialize import initialize, load_hypernetwork
+from hyperinit.localize import AttentionMiner
 from hyperinit.metalr import MetaLROptimizer, layer_groups
 from hyperinit.modalities import MODALITIES, resolve_modality
 from hyperinit.modality import modality_distance
@@ -50,6 +51,7 @@ __all__ = [
     "OP_TYPES",
     "ArchGraph",
     "ArchSpaceError",
+    "AttentionMiner",
     "C2LCheckpointError",
     "C2LConfigError",
     "C2LPretrainer",
