@@ -101,7 +101,8 @@ def _build_torchvision(
 
 
 def monai_model_names() -> list[str]:
-    """The networks of ``monai.networks.nets`` (``nn.Module`` classes), sorted."""
+    """The networks of ``monai.networks.nets`` (``nn.Module`` classes under their own names,
+    not MONAI's spelling aliases such as ``Unet``), sorted."""
     nets = _import("monai.networks.nets")
     return sorted(
         n
@@ -109,6 +110,7 @@ def monai_model_names() -> list[str]:
         if not n.startswith("_")
         and inspect.isclass(getattr(nets, n))
         and issubclass(getattr(nets, n), nn.Module)
+        and getattr(nets, n).__name__ == n
     )
 
 
@@ -147,7 +149,8 @@ def _build_monai(
     builder = getattr(nets, name, None) if not name.startswith("_") else None
     if builder is None or not callable(builder):
         valid = monai_model_names()
-        close = difflib.get_close_matches(name, valid, n=3, cutoff=0.5)
+        lower = {v.lower(): v for v in valid}
+        close = [lower[c] for c in difflib.get_close_matches(name.lower(), lower, n=3, cutoff=0.6)]
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise HyperInitError(
             f"monai.networks.nets has no network {name!r}.{hint} Valid names: {', '.join(valid)}."
