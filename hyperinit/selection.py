@@ -1,4 +1,5 @@
-"""Which parameters `initialize` leaves alone: the prediction head and user exclusions."""
+"""Which parameters `initialize` leaves alone: the prediction head and user exclusions, and
+the decoder patterns that give the seed's encoder-only prediction for U-Nets."""
 
 from __future__ import annotations
 
@@ -7,9 +8,25 @@ from collections.abc import Iterable
 
 from torch import nn
 
+from hyperinit.errors import HyperInitError
 from hyperinit.graph.archgraph import ArchGraph
 
-__all__ = ["excluded_parameters", "head_parameters"]
+__all__ = ["decoder_patterns", "excluded_parameters", "head_parameters"]
+
+#: ``exclude=`` patterns of the decoder (upsampling path) of MONAI's segmentation networks,
+#: by class name; module names or regular expressions as :func:`excluded_parameters` takes.
+MONAI_DECODERS: dict[str, tuple[str, ...]] = {
+    # UNet nests Sequential(down, SkipConnection(Sequential(...)), up): the ups are the ".2"s
+    "UNet": (r"model(\.1\.submodule)*\.2\..*",),
+    # AttentionUnet nests AttentionLayer(attention, upconv, merge, submodule=Sequential(...))
+    "AttentionUnet": (r"model\.1(\.submodule\.1)*\.(attention|upconv|merge)\..*",),
+    "BasicUNet": (r"upcat_\d+\..*",),
+    "BasicUNetPlusPlus": (r"upcat_\d+_\d+\..*",),
+    "SegResNet": ("up_layers", "up_samples", "conv_final"),
+    "DynUNet": ("upsamples",),
+    "UNETR": (r"decoder\d+\..*",),
+    "SwinUNETR": (r"decoder\d+\..*",),
+}
 
 
 def head_parameters(model: nn.Module, graph: ArchGraph) -> set[str]:
@@ -56,3 +73,24 @@ def excluded_parameters(names: Iterable[str], patterns: str | Iterable[str] | No
                 out.add(name)
                 break
     return out
+
+
+def decoder_patterns(model: nn.Module) -> list[str]:
+    """``exclude=`` patterns that keep a segmentation model's decoder at its own init, so that
+    :func:`hyperinit.initialize` predicts only the encoder, as the seed paper does for U-Nets.
+
+    Knows segmentation_models_pytorch models (``decoder``), the MONAI U-Nets in
+    :data:`MONAI_DECODERS` and any model with a ``decoder`` submodule. By default
+    ``initialize`` predicts the decoder too; pass ``exclude=decoder_patterns(model)`` for the
+    seed's behaviour. The segmentation head is kept either way unless ``predict_head=True``.
+    """
+    for cls in type(model).__mro__:
+        if cls.__module__.startswith("monai.") and cls.__name__ in MONAI_DECODERS:
+            return list(MONAI_DECODERS[cls.__name__])
+    if isinstance(getattr(model, "decoder", None), nn.Module):
+        return ["decoder"]
+    raise HyperInitError(
+        f"hyperinit does not know the decoder of {type(model).__name__}; pass the module names "
+        "of its upsampling path yourself, e.g. initialize(model, exclude=['up1', 'up2']) (see "
+        "model.named_children())."
+    )
