@@ -11,6 +11,7 @@ from typing import Any
 from torch import nn
 
 from hyperinit.errors import HyperInitError
+from hyperinit.report import InitReport
 
 __all__ = ["create_model", "monai_model_names", "set_input_channels"]
 
@@ -212,6 +213,13 @@ def _build_smp(
             f"timm has no model {encoder[3:]!r} for the smp encoder {encoder!r}; list them with "
             f"timm.list_models('*{encoder[3:9]}*')."
         ) from e
+    except (TypeError, ValueError) as e:
+        raise HyperInitError(
+            f"segmentation_models_pytorch.create_model({arch!r}, "
+            f"{', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) failed: {e}. Fix the "
+            "arguments passed with model_kwargs= (--model-kwargs); see the smp documentation of "
+            f"{arch}."
+        ) from e
 
 
 _BUILDERS: dict[str, Callable[[str, int, int | None, dict[str, Any]], nn.Module]] = {
@@ -229,8 +237,12 @@ def create_model(
     in_chans: int = 3,
     num_classes: int | None = None,
     model_kwargs: dict[str, Any] | None = None,
-) -> nn.Module:
-    """Build a randomly initialised model (no pretrained download) from a spec.
+    modality: str | None = None,
+    return_report: bool = False,
+    **init_kwargs: Any,
+) -> nn.Module | tuple[nn.Module, InitReport]:
+    """Build a model (no pretrained download) from a spec, with default init or, given
+    ``modality``, with hyperinit's predicted init.
 
     Specs: ``timm:NAME`` (a bare name means timm), ``torchvision:NAME``, ``monai:NAME`` (any
     network of ``monai.networks.nets``) and ``smp:ARCH:ENCODER`` (segmentation_models_pytorch,
@@ -240,6 +252,13 @@ def create_model(
     without ``num_classes`` gets one output class. ``model_kwargs`` go to the constructor and
     win over those, e.g. ``{"spatial_dims": 3, "channels": [8, 16, 32], "strides": [2, 2]}``
     for ``monai:UNet``. MONAI and smp need ``pip install 'hyperinit[ecosystem]'``.
+
+    With ``modality`` (e.g. ``"ct"``), the model is built without paying for its default init
+    (see :func:`hyperinit.deferred.deferred_init`) and :func:`hyperinit.initialize` predicts
+    its weights; only the parameters that are not predicted (the head, ...) get their default
+    init. ``init_kwargs`` (``seed``, ``predict_head``, ``exclude``, ``example_input``,
+    ``checkpoint``, ``device``) go to :func:`~hyperinit.initialize`. With ``return_report``
+    the :class:`~hyperinit.InitReport` is returned too: ``model, report = create_model(...)``.
     """
     source, _, name = spec.partition(":") if ":" in spec else ("timm", "", spec)
     builder = _BUILDERS.get(source.lower())
@@ -253,4 +272,18 @@ def create_model(
             f"model_kwargs must be a dict of constructor arguments, got "
             f"{type(model_kwargs).__name__}"
         )
-    return builder(name, in_chans, num_classes, dict(model_kwargs or {}))
+    kwargs = dict(model_kwargs or {})
+    if modality is None:
+        if init_kwargs or return_report:
+            raise TypeError(
+                f"create_model() got initialize() arguments {sorted(init_kwargs)} or "
+                "return_report without modality=; pass modality= to initialise with hyperinit"
+            )
+        return builder(name, in_chans, num_classes, kwargs)
+    from hyperinit.deferred import deferred_init
+    from hyperinit.initialize import initialize_deferred
+
+    with deferred_init() as deferred:
+        model = builder(name, in_chans, num_classes, kwargs)
+    report = initialize_deferred(model, modality, deferred, **init_kwargs)
+    return (model, report) if return_report else model

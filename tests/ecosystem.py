@@ -69,3 +69,12 @@ def ct_volumes(data_dir: Path, n: int = 2, size: int = 16, depth: int = 16) -> t
         vols.append(torch.stack([img[:, k : k + size, k : k + size] for k in range(depth)], 1))
     x = torch.stack(vols).float()
     return (x - x.mean()) / x.std()
+
+
+def fundus_images(data_dir: Path, n: int = 2, size: int = 64) -> torch.Tensor:
+    """``(n, 3, size, size)`` real DRIVE fundus photographs, resized, standardised."""
+    from hyperinit.data import find_images, image_to_tensor, read_image
+
+    files = find_images(data_dir / "fundus_drive" / "training" / "images")[:n]
+    x = torch.stack([image_to_tensor(read_image(f, 3).resize((size, size))) for f in files])
+    return (x - x.mean()) / x.std()
