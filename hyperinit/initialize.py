@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from hyperinit.deferred import DeferredInit
 from hyperinit.errors import CheckpointError, HyperInitError, NoParametersError
 from hyperinit.graph.archgraph import ArchGraph
 from hyperinit.graph.trace import trace
@@ -31,14 +32,17 @@ from hyperinit.modalities import get_modality
 from hyperinit.report import InitReport
 from hyperinit.selection import excluded_parameters, head_parameters
 
-__all__ = ["initialize", "load_hypernetwork"]
+__all__ = ["initialize", "initialize_deferred", "load_hypernetwork"]
 
 log = logging.getLogger(__name__)
 
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str, device: str) -> HyperInitializer:
-    return HyperInitializer._from_directory(path, device=device)
+    # building the module draws its default init from the global RNG: keep that private, so
+    # that a seed drawn from torch.manual_seed's stream does not depend on a warm cache
+    with torch.random.fork_rng(devices=[]):
+        return HyperInitializer._from_directory(path, device=device)
 
 
 @lru_cache(maxsize=32)
@@ -214,6 +218,36 @@ def initialize(
         An :class:`InitReport`. On any error the model is left exactly as it was (apart from
         materialised lazy modules, which is what any first forward pass does).
     """
+    return initialize_deferred(
+        model,
+        modality,
+        None,
+        checkpoint=checkpoint,
+        example_input=example_input,
+        exclude=exclude,
+        predict_head=predict_head,
+        device=device,
+        seed=seed,
+        sample=sample,
+    )
+
+
+def initialize_deferred(
+    model: nn.Module,
+    modality: str,
+    deferred: DeferredInit | None,
+    *,
+    checkpoint: str | Path | HyperInitializer | None = None,
+    example_input: Any = None,
+    exclude: str | Iterable[str] | None = None,
+    predict_head: bool = False,
+    device: torch.device | str | None = None,
+    seed: int | None = None,
+    sample: Any = None,
+) -> InitReport:
+    """:func:`initialize` for a model built in a :func:`~hyperinit.deferred.deferred_init`
+    block: only the parameters that are not predicted get their deferred default init.
+    With ``deferred=None`` it is exactly :func:`initialize`."""
     start = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise TypeError(f"initialize() expects an nn.Module, got {type(model).__name__}")
@@ -244,6 +278,10 @@ def initialize(
     seed = _resolve_seed(seed)
 
     graph = _trace_all_branches(model, example_input, hypernet.config.s_max)
+    if deferred is not None and graph.traced_as == "real":
+        # the forward pass depends on values: trace it on the default init, not on empty memory
+        deferred.replay()
+        graph = _trace_all_branches(model, example_input, hypernet.config.s_max)
     t_trace = time.perf_counter()
 
     head = set() if predict_head else head_parameters(model, graph)
@@ -272,6 +310,8 @@ def initialize(
     if plan is not None:
         allocate_meta(model, plan, device)
         all_params = dict(model.named_parameters())
+    if deferred is not None:
+        deferred.replay([p for n, p in all_params.items() if n not in preds])
     _assign(model, preds)
     t_assign = time.perf_counter()
 
