@@ -332,7 +332,8 @@ class AttentionMiner:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self._call = DDP(self.net, device_ids=ids)
+            # timm heads keep modules forward_features does not run (conv_head, ...)
+            self._call = DDP(self.net, device_ids=ids, find_unused_parameters=True)
         total = epochs * steps_per_epoch
         try:
             for epoch in range(self.epoch, epochs):
