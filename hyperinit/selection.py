@@ -35,7 +35,9 @@ def head_parameters(model: nn.Module, graph: ArchGraph) -> set[str]:
     timm models say which module is the classifier (``get_classifier()``); for any other model
     the head is the set of conv / linear / attention layers that reach an output through
     parameter-free, single-path ops (activations, pooling, norms, interpolation), e.g.
-    ``fc`` in a ResNet, ``classifier.4`` in an FCN, both auxiliary classifiers of GoogLeNet.
+    ``fc`` in a ResNet, ``classifier.4`` in an FCN, both auxiliary classifiers of GoogLeNet,
+    the final 1x1 conv of an smp ``SegmentationHead`` and of MONAI's U-Nets. MONAI's ``UNet``
+    with residual units ends in ``conv(x) + x``; its last convolution is the head.
     """
     get_classifier = getattr(model, "get_classifier", None)
     if callable(get_classifier):
@@ -49,7 +51,30 @@ def head_parameters(model: nn.Module, graph: ArchGraph) -> set[str]:
     names: set[str] = set()
     for index in graph.output_layers():
         names.update(graph.nodes[index].params)
-    return names
+    return names or _monai_unet_head(model)
+
+
+def _is_monai(model: nn.Module, name: str) -> bool:
+    classes = type(model).__mro__
+    return any(c.__module__.startswith("monai.") and c.__name__ == name for c in classes)
+
+
+def _monai_unet_head(model: nn.Module) -> set[str]:
+    """MONAI's ``UNet`` with residual units ends in ``conv(x) + x`` (the top residual unit),
+    which the path rule cannot tell from a residual stream: its last convolution, which maps
+    to the classes, is the head."""
+    if not _is_monai(model, "UNet") or not isinstance(getattr(model, "model", None), nn.Sequential):
+        return set()
+    top = len(model.model) - 1
+    convs = [
+        (n, m)
+        for n, m in model.model[top].named_modules()
+        if isinstance(m, nn.modules.conv._ConvNd)
+    ]
+    if not convs:
+        return set()
+    name, conv = convs[-1]
+    return {f"model.{top}.{name}.{p}" for p, _ in conv.named_parameters()}
 
 
 def excluded_parameters(names: Iterable[str], patterns: str | Iterable[str] | None) -> set[str]:
@@ -84,9 +109,9 @@ def decoder_patterns(model: nn.Module) -> list[str]:
     ``initialize`` predicts the decoder too; pass ``exclude=decoder_patterns(model)`` for the
     seed's behaviour. The segmentation head is kept either way unless ``predict_head=True``.
     """
-    for cls in type(model).__mro__:
-        if cls.__module__.startswith("monai.") and cls.__name__ in MONAI_DECODERS:
-            return list(MONAI_DECODERS[cls.__name__])
+    for name, patterns in MONAI_DECODERS.items():
+        if _is_monai(model, name):
+            return list(patterns)
     if isinstance(getattr(model, "decoder", None), nn.Module):
         return ["decoder"]
     raise HyperInitError(

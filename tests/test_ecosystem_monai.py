@@ -28,8 +28,8 @@ MODELS: dict[str, tuple[dict, set[str], int]] = {
     ),
     "SEResNet50": ({"layers": (1, 1, 1, 1), "inplanes": 16, "reduction": 4}, {"last_linear"}, 16),
     "EfficientNetBN": ({"model_name": "efficientnet-b0"}, {"_fc"}, 32),
-    # the last convolution sits in a residual unit (output = conv(x) + x): not a separate head
-    "UNet": ({**UNET_KW, "num_res_units": 1}, set(), 16),
+    # ends in a residual unit, conv(x) + x: its last convolution is the head (selection.py)
+    "UNet": ({**UNET_KW, "num_res_units": 1}, {"model.2.1.conv.unit0.conv"}, 16),
     "BasicUNet": ({"features": (8, 8, 16, 32, 64, 8)}, {"final_conv"}, 32),
     "AttentionUnet": (UNET_KW, {"model.2.conv"}, 16),
     "SegResNet": (
