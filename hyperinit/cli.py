@@ -376,6 +376,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.set_defaults(func=_cmd_train)
+
+    from hyperinit.localize.cli import add_localize_parser
+
+    add_localize_parser(sub)
     return parser
 
 

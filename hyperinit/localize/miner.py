@@ -333,7 +333,7 @@ class AttentionMiner:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             # timm heads keep modules forward_features does not run (conv_head, ...)
-            self._call = DDP(self.net, device_ids=ids, find_unused_parameters=True)
+            self._call = DDP(self.net, device_ids=ids, find_unused_parameters=self._has_unused())
         total = epochs * steps_per_epoch
         try:
             for epoch in range(self.epoch, epochs):
@@ -344,6 +344,7 @@ class AttentionMiner:
                     total, lr, epoch >= mining_start, progress and main,
                 )  # fmt: skip
                 self.epoch = epoch + 1
+                self._sync_buffers()
                 if path is not None:
                     if main:
                         self._save_checkpoint(path, run)
@@ -354,6 +355,30 @@ class AttentionMiner:
             self._call = self.net
         self.net.eval()
         return self.history
+
+    def _has_unused(self) -> bool:
+        """True if some trainable parameter gets no gradient from the network's outputs."""
+        params = [p for p in self.net.parameters() if p.requires_grad]
+        was = self.net.training
+        x = torch.zeros(2, self.in_chans, self.image_size, self.image_size, device=self.device)
+        try:
+            _, cams, logits, layers = self.net.eval()(x)
+            total = cams.sum() + logits.sum() + sum(t.sum() for t in layers)
+            grads = torch.autograd.grad(total, params, allow_unused=True)
+        finally:
+            self.net.train(was)
+        return any(g is None for g in grads)
+
+    @torch.no_grad()
+    def _sync_buffers(self) -> None:
+        """Average float buffers (BN statistics) over ranks, so every rank holds rank 0's
+        checkpoint state."""
+        from hyperinit import distributed as hdist
+
+        if hdist.is_distributed():
+            for b in self.net.buffers():
+                if b.is_floating_point():
+                    b.copy_(hdist.all_reduce_mean(b))
 
     def _mines(self) -> bool:
         return self.mining_steps > 1
