@@ -215,3 +215,26 @@ def test_cli_bad_model_kwargs_exit_2(text, message, capsys):
     err = capsys.readouterr().err
     assert err.startswith("hyperinit: error:")
     assert re.search(message, err), err
+
+
+NO_SIZE = (
+    "trace.default_example_input does not read MONAI's fixed ViT input size "
+    "(patch_embedding.n_patches x the patch conv's kernel, or UNETR's feat_size x patch_size) "
+    "and feeds 224 px / 64^3; pass example_input= until it does"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "dims"),
+    [
+        ("DenseNet121", 2),
+        ("SegResNet", 3),
+        ("SwinUNETR", 2),
+        pytest.param("ViT", 2, marks=pytest.mark.xfail(strict=True, reason=NO_SIZE)),
+        pytest.param("UNETR", 3, marks=pytest.mark.xfail(strict=True, reason=NO_SIZE)),
+    ],
+)
+def test_monai_without_example_input(name, dims):
+    size = MODELS[name][2] if dims == 3 else _size_2d(name)
+    report = hyperinit.initialize(_build(name, dims, size), "ct", seed=0)
+    assert report.coverage > 0.99
