@@ -615,6 +615,17 @@ def _checkpoints(results: list[dict]) -> list[str]:
     return lines
 
 
+def _localize_section(folder: Path) -> list[str]:
+    """``localize/localize_benchmark.md`` (benchmarks/localize_benchmark.py) if it is there,
+    one heading level down, with its links pointing into ``localize/``."""
+    md = folder / "localize" / "localize_benchmark.md"
+    if not md.is_file():
+        return []
+    text = md.read_text().replace("](fig2_overlays.png)", "](localize/fig2_overlays.png)")
+    body = ["#" + ln if ln.startswith("#") else ln for ln in text.splitlines()]
+    return [*body, ""]
+
+
 def write_report(
     dirs: Sequence[str | Path],
     out: str | Path,
@@ -744,6 +755,7 @@ def write_report(
     sch = _scheme_table(results)
     if sch:
         L += ["## Fine-tuning schemes (ResNet-18, 10 % labels)", "", *sch, ""]
+    L += _localize_section(out.parent)
     L += ["## Initialisation time per architecture", "", *_init_time_table(dirs), ""]
     L += [
         "## Reproduce",

@@ -86,7 +86,10 @@ def normalize_maps(maps: Tensor, valid: Tensor | None = None, eps: float = 1e-12
     invalid (erased) pixels are set to 0. A constant map becomes 0.
     """
     if valid is None:
-        valid = torch.ones_like(maps)
+        lo = maps.flatten(2).min(-1).values[..., None, None]
+        span = maps.flatten(2).max(-1).values[..., None, None] - lo
+        out = ((maps - lo) / span.clamp_min(eps)).clamp(0, 1)
+        return torch.where(span > eps, out, torch.zeros_like(out))
     keep = valid > 0
     big = torch.finfo(maps.dtype).max
     lo = torch.where(keep, maps, torch.full_like(maps, big)).flatten(2).min(-1).values
