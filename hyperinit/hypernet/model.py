@@ -34,12 +34,7 @@ from hyperinit.hypernet.roles import (
     ParamRole,
     assign_roles,
 )
-from hyperinit.hypernet.synthesis import (
-    cosine_basis,
-    gaussian_noise,
-    kron_noise,
-    param_generator,
-)
+from hyperinit.hypernet.synthesis import cosine_basis, param_generator, synthesise_weights
 
 __all__ = ["HyperInitializer"]
 
@@ -307,40 +302,21 @@ class HyperInitializer(nn.Module):
                 # Q[b, a, i, k] = sum_s core[b, a, s, k] * codes_in[b, i, s]
                 q = torch.einsum("bask,bis->baik", core.flatten(3), codes_in.to(dev))
                 q = q.reshape(len(rows_in_group), cfg.code_rank, cols * kh * kw)
+                by_rows: dict[int, list[int]] = defaultdict(list)
                 for j, row in enumerate(rows_in_group):
-                    p = roles[matrix[row]]
-                    target = p.target_std if scales is None else p.target_std * scales[row]
-                    out[p.name] = self._synthesise(p, q[j], phi[row], target, gens[j], dev)
+                    by_rows[roles[matrix[row]].matrix_shape[0]].append(j)
+                for n_rows, js in by_rows.items():
+                    members = [roles[matrix[rows_in_group[j]]] for j in js]
+                    idx = torch.tensor([rows_in_group[j] for j in js], device=dev)
+                    target = torch.tensor([p.target_std for p in members], device=dev)
+                    if scales is not None:
+                        target = target * scales[idx]
+                    weights = synthesise_weights(
+                        q[js], n_rows, phi[idx], target, [gens[j] for j in js], cfg.noise
+                    )
+                    for p, w in zip(members, weights):
+                        out[p.name] = w.view(p.shape)
         return out
-
-    def _synthesise(
-        self,
-        p: ParamRole,
-        q: torch.Tensor,
-        phi: torch.Tensor,
-        target: float | torch.Tensor,
-        generator: torch.Generator,
-        dev: torch.device,
-    ) -> torch.Tensor:
-        rows, cols, kernel = p.matrix_shape
-        rank = min(self.config.code_rank, rows)
-        # centre each row of q: every row of the structured part then sums to zero, so it adds
-        # nothing to the mean a layer passes on (after a ReLU the input mean is large)
-        q = q[:rank]
-        q = q - q.mean(dim=1, keepdim=True)
-        codes_out = torch.randn(rows, rank, generator=generator).to(dev)
-        # ||codes_out @ q||_F^2 = <codes_out^T codes_out, q q^T>: the RMS without forming W
-        gram = (codes_out.t() @ codes_out) * (q @ q.t())
-        rms = (gram.sum().clamp_min(0) / (rows * q.shape[1])).sqrt().clamp_min(1e-12)
-        alpha = torch.cos(phi) * target / rms
-        beta = torch.sin(phi) * target
-        draw = gaussian_noise if self.config.noise == "gaussian" else kron_noise
-        noise = draw(rows, cols * kernel, generator, dev, scale=beta)
-        if torch.is_grad_enabled():
-            w = torch.addmm(noise, codes_out, q * alpha)
-        else:
-            w = noise.addmm_(codes_out, q * alpha)
-        return w.view(p.shape)
 
     # -- checkpoints -------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | Path, model_card: str | None = None) -> Path:

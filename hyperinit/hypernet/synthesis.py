@@ -118,3 +118,76 @@ def kron_noise(
     a = (a / rms.clamp_min(1e-12)).to(device=device, dtype=dtype) * scale
     b = b.to(device=device, dtype=dtype)
     return (a[:, None, :, None] * b[None, :, None, :]).reshape(rows, cols)
+
+
+def _batched_noise(
+    rows: int,
+    cols: int,
+    generators: list[torch.Generator],
+    device: torch.device | str,
+    scale: torch.Tensor,
+    kind: str,
+) -> list[torch.Tensor]:
+    """:func:`kron_noise` (or :func:`gaussian_noise`) for several generators at once: the same
+    draws from each generator, the arithmetic batched. ``scale`` is ``(B,)``."""
+    factors = kron_factors(rows, cols) if kind == "kron" else None
+    if factors is None:
+        draw = gaussian_noise if kind == "gaussian" else kron_noise
+        return [draw(rows, cols, g, device, scale=scale[b]) for b, g in enumerate(generators)]
+    r1, c1, r2, c2 = factors
+    pairs = [
+        (
+            torch.randn(r1, c1, generator=g, dtype=torch.float64),
+            torch.randn(r2, c2, generator=g, dtype=torch.float64),
+        )
+        for g in generators
+    ]
+    a = torch.stack([p[0] for p in pairs])
+    b = torch.stack([p[1] for p in pairs])
+    a = a - a.mean(dim=(1, 2), keepdim=True)
+    rms = a.pow(2).mean(dim=(1, 2)).sqrt() * b.pow(2).mean(dim=(1, 2)).sqrt()
+    a = (a / rms.clamp_min(1e-12)[:, None, None]).to(device=device, dtype=torch.float32)
+    a = a * scale[:, None, None]
+    b = b.to(device=device, dtype=torch.float32)
+    full = (a[:, :, None, :, None] * b[:, None, :, None, :]).reshape(len(generators), rows, cols)
+    return list(full.unbind(0))
+
+
+def synthesise_weights(
+    q: torch.Tensor,
+    rows: int,
+    phi: torch.Tensor,
+    target: torch.Tensor,
+    generators: list[torch.Generator],
+    noise: str = "kron",
+) -> list[torch.Tensor]:
+    """``W = alpha * C_out @ Q + beta * N`` for ``B`` weights of one ``(rows, cols)`` shape.
+
+    Args:
+        q: ``(B, r, cols)`` structured rows (kernel core mixed with the input codes).
+        rows: output rows of every weight.
+        phi: ``(B,)`` mixing angles: ``cos(phi)^2`` of the variance is structured.
+        target: ``(B,)`` standard deviation each weight must have.
+        generators: one per weight (:func:`param_generator`); each draws its output codes
+            ``C_out`` and then its noise factors, so a weight does not depend on the others.
+        noise: ``"kron"`` or ``"gaussian"``.
+
+    Returns:
+        ``B`` separate ``(rows, cols)`` tensors (no shared storage), differentiable w.r.t.
+        ``q``, ``phi`` and ``target``.
+    """
+    dev = q.device
+    rank = min(q.shape[1], rows)
+    # centre each row of q: every row of the structured part then sums to zero, so it adds
+    # nothing to the mean a layer passes on (after a ReLU the input mean is large)
+    q = q[:, :rank]
+    q = q - q.mean(dim=2, keepdim=True)
+    codes = torch.stack([torch.randn(rows, rank, generator=g) for g in generators]).to(dev)
+    # ||C_out @ q||_F^2 = <C_out^T C_out, q q^T>: the RMS without forming W
+    gram = (codes.transpose(1, 2) @ codes) * (q @ q.transpose(1, 2))
+    rms = (gram.sum(dim=(1, 2)).clamp_min(0) / (rows * q.shape[2])).sqrt().clamp_min(1e-12)
+    alpha = torch.cos(phi) * target / rms
+    beta = torch.sin(phi) * target
+    noises = _batched_noise(rows, q.shape[2], generators, dev, beta, noise)
+    structured = q * alpha[:, None, None]
+    return [torch.addmm(n, c, s) for n, c, s in zip(noises, codes, structured)]
