@@ -73,7 +73,10 @@ def save_overlay(
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = _gray(image).shape
-    fig, ax = plt.subplots(figsize=(size[1] / dpi * 1.5, size[0] / dpi * 1.5), dpi=dpi)
+    side = max(4.0, max(size) / dpi)  # inches: small inputs are drawn larger
+    fig, ax = plt.subplots(
+        figsize=(side * size[1] / max(size), side * size[0] / max(size)), dpi=dpi
+    )
     try:
         draw_overlay(ax, image, heatmap, pred_boxes, true_boxes, title)
         fig.savefig(out, bbox_inches="tight", pad_inches=0.02)
