@@ -36,8 +36,9 @@ def head_parameters(model: nn.Module, graph: ArchGraph) -> set[str]:
     the head is the set of conv / linear / attention layers that reach an output through
     parameter-free, single-path ops (activations, pooling, norms, interpolation), e.g.
     ``fc`` in a ResNet, ``classifier.4`` in an FCN, both auxiliary classifiers of GoogLeNet,
-    the final 1x1 conv of an smp ``SegmentationHead`` and of MONAI's U-Nets. MONAI's ``UNet``
-    with residual units ends in ``conv(x) + x``; its last convolution is the head.
+    the final 1x1 conv of an smp ``SegmentationHead`` and of MONAI's U-Nets. Where outputs
+    merge, MONAI's ``UNet`` with residual units and ``DynUNet`` with deep supervision are
+    known by name (see ``_monai_head``).
     """
     get_classifier = getattr(model, "get_classifier", None)
     if callable(get_classifier):
@@ -51,7 +52,7 @@ def head_parameters(model: nn.Module, graph: ArchGraph) -> set[str]:
     names: set[str] = set()
     for index in graph.output_layers():
         names.update(graph.nodes[index].params)
-    return names or _monai_unet_head(model)
+    return names or _monai_head(model)
 
 
 def _is_monai(model: nn.Module, name: str) -> bool:
@@ -59,10 +60,17 @@ def _is_monai(model: nn.Module, name: str) -> bool:
     return any(c.__module__.startswith("monai.") and c.__name__ == name for c in classes)
 
 
-def _monai_unet_head(model: nn.Module) -> set[str]:
-    """MONAI's ``UNet`` with residual units ends in ``conv(x) + x`` (the top residual unit),
-    which the path rule cannot tell from a residual stream: its last convolution, which maps
-    to the classes, is the head."""
+def _monai_head(model: nn.Module) -> set[str]:
+    """Heads of MONAI networks whose outputs merge, which the path rule cannot find:
+    ``UNet`` with residual units ends in ``conv(x) + x`` (the top residual unit; its last
+    convolution maps to the classes), ``DynUNet`` with deep supervision stacks the outputs of
+    ``output_block`` and ``deep_supervision_heads``."""
+    if _is_monai(model, "DynUNet"):
+        return {
+            n
+            for n, _ in model.named_parameters()
+            if n.startswith(("output_block.", "deep_supervision_heads."))
+        }
     if not _is_monai(model, "UNet") or not isinstance(getattr(model, "model", None), nn.Sequential):
         return set()
     top = len(model.model) - 1

@@ -238,3 +238,25 @@ def test_monai_without_example_input(name, dims):
     size = MODELS[name][2] if dims == 3 else _size_2d(name)
     report = hyperinit.initialize(_build(name, dims, size), "ct", seed=0)
     assert report.coverage > 0.99
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "heads"),
+    [
+        ("UNet", {"num_res_units": 2}, {"model.2.1.conv.unit0.conv"}),
+        ("UNet", {"num_res_units": 0}, {"model.2.conv"}),
+        (
+            "DynUNet",
+            {"deep_supervision": True, "deep_supr_num": 1},
+            {"output_block.conv.conv", "deep_supervision_heads.0.conv.conv"},
+        ),
+    ],
+)
+def test_segmentation_heads_where_outputs_merge(name, extra, heads):
+    """A residual last unit (conv(x) + x) and stacked deep-supervision outputs hide the head
+    from the path rule; selection knows these MONAI heads by name."""
+    torch.manual_seed(0)
+    kwargs = {**MODELS[name][0], **extra, "spatial_dims": 2}
+    model = hyperinit.create_model(f"monai:{name}", in_chans=1, num_classes=2, model_kwargs=kwargs)
+    report = hyperinit.initialize(model.train(), seed=0, example_input=torch.randn(2, 1, 32, 32))
+    assert {n.rsplit(".", 1)[0] for n, why in report.kept.items() if why == "head"} == heads
