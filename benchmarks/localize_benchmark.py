@@ -174,10 +174,19 @@ def run_cell(args, init: str, variant: str, seed: int, data: CachedImages) -> di
 
 
 def plan(args) -> list[tuple[str, str, int]]:
-    """Table 2 first (every init, every seed), then Tables 1 and 3 (default init)."""
-    cells = [(i, v, s) for s in args.seeds for i in args.inits for v in ("cam", "full")]
+    """Table 2 at the first seed, Tables 1 and 3 at the first seed, Table 2 at the other
+    seeds, then Tables 1 and 3 at the other seeds (so a time limit cuts ablation seeds first)."""
     extra = ("msa_bilinear", "msa_deconv", "t2", "t3_nokp", "t3_vanilla")
-    cells += [(args.ablation_init, v, s) for s in args.seeds for v in extra]
+
+    def table2(s: int) -> list[tuple[str, str, int]]:
+        return [(i, v, s) for i in args.inits for v in ("cam", "full")]
+
+    def ablation(s: int) -> list[tuple[str, str, int]]:
+        return [(args.ablation_init, v, s) for v in extra]
+
+    first, rest = args.seeds[0], args.seeds[1:]
+    cells = table2(first) + ablation(first)
+    cells += [c for s in rest for c in table2(s)] + [c for s in rest for c in ablation(s)]
     return cells
 
 
