@@ -129,7 +129,8 @@ def load_localization_data(
 
     Args:
         path: a folder (images directly or in ``images/``; ``Data_Entry*.csv`` and
-            ``BBox_List*.csv`` in it) or a label CSV (images beside it or in ``images/``).
+            ``BBox_List*.csv`` in it) or a label CSV (images and an optional ``BBox_List*.csv``
+            beside it, images possibly in ``images/``).
             Default: ``chestxray14_bbox`` in :func:`hyperinit.data.data_root`.
         image_size: side the images are resized to (boxes are scaled to it).
         classes: the findings to learn, in order; label-CSV findings not in it are ignored.
@@ -156,7 +157,7 @@ def load_localization_data(
             f"no label CSV in {folder}: add one with the columns 'Image Index' and "
             "'Finding Labels' ('|'-separated), or pass labels_csv="
         )
-    if boxes_csv is None and path.is_dir():
+    if boxes_csv is None:
         boxes_csv = _find_csv(folder, "BBox_List*.csv")
     image_dir = folder / "images" if (folder / "images").is_dir() else folder
     index = _image_index(image_dir)
