@@ -20,13 +20,11 @@ import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_parameter_registration_hook
-from torch.overrides import TorchFunctionMode
 
 __all__ = ["DeferredInit", "deferred_init"]
 
@@ -34,18 +32,48 @@ log = logging.getLogger(__name__)
 
 
 def _storage_key(t: torch.Tensor) -> int | None:
-    with torch._C.DisableTorchFunction():  # no round trip through the mode
-        if t.numel() == 0 or t.device.type == "meta":
-            return None
-        return t.untyped_storage().data_ptr()
+    if t.numel() == 0 or t.device.type == "meta":
+        return None
+    return t.untyped_storage().data_ptr()
 
 
-@lru_cache(maxsize=1024)
-def _is_write(func: Any) -> bool:
-    name = getattr(func, "__name__", "")
-    if name == "__setitem__":
-        return True
-    return name.endswith("_") and not name.startswith("__")
+#: In-place tensor methods that change metadata (shape, strides, autograd flags), not values:
+#: these run at once, or the constructor would see the wrong shapes.
+_METADATA = frozenset(
+    {
+        "requires_grad_",
+        "share_memory_",
+        "resize_",
+        "resize_as_",
+        "set_",
+        "as_strided_",
+        "squeeze_",
+        "unsqueeze_",
+        "transpose_",
+        "t_",
+        "swapdims_",
+        "swapaxes_",
+        "detach_",
+        "rename_",
+        "names_",
+        "_coalesced_",
+        "_dtensor__new__",
+        "retain_grad",
+    }
+)
+_AUGMENTED = ("add", "sub", "mul", "truediv", "div", "floordiv", "mod", "pow", "matmul")
+_AUGMENTED += ("and", "or", "xor", "lshift", "rshift")
+
+
+def _write_methods() -> list[str]:
+    """Names of the value-writing in-place methods of ``torch.Tensor``."""
+    names = [
+        n
+        for n in dir(torch.Tensor)
+        if n.endswith("_") and not n.startswith("__") and n not in _METADATA
+    ]
+    names += ["__setitem__"] + [f"__i{op}__" for op in _AUGMENTED]
+    return [n for n in names if callable(getattr(torch.Tensor, n, None))]
 
 
 @dataclass
@@ -68,29 +96,26 @@ class DeferredInit:
         wanted = None if params is None else {_storage_key(p) for p in params}
         done = 0
         with torch.no_grad():
-            for key, func, args, kwargs in self.writes:
+            for key, method, args, kwargs in self.writes:
                 if wanted is None or key in wanted:
-                    func(*args, **kwargs)
+                    method(*args, **kwargs)
                     done += 1
         self.writes.clear()
         return done
 
 
-class _DeferWrites(TorchFunctionMode):
-    def __init__(self, state: DeferredInit) -> None:
-        super().__init__()
-        self.state = state
+def _deferring(method: Any, state: DeferredInit) -> Any:
+    def write(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        key = _storage_key(self) if type(self) in _PLAIN else None
+        if key is not None and key in state.params:
+            state.writes.append((key, method, (self, *args), kwargs))
+            return self
+        return method(self, *args, **kwargs)
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
-        kwargs = kwargs or {}
-        # nn.init functions dispatch with the tensor as a keyword: init.normal_(tensor=...)
-        target = args[0] if args else kwargs.get("tensor")
-        if isinstance(target, torch.Tensor) and _is_write(func):
-            key = _storage_key(target)
-            if key is not None and key in self.state.params:
-                self.state.writes.append((key, func, args, kwargs))
-                return target
-        return func(*args, **kwargs)
+    return write
+
+
+_PLAIN = (torch.Tensor, nn.Parameter)
 
 
 @contextmanager
@@ -101,7 +126,9 @@ def deferred_init() -> Iterator[DeferredInit]:
     ...     model = timm.create_model("densenet121")
     >>> deferred.replay()  # default init after all (or let initialize() predict most of it)
 
-    Not thread-safe: parameters registered by other threads meanwhile are deferred too.
+    The in-place methods of ``torch.Tensor`` are wrapped for the duration of the block (only
+    writes to parameters created in it are deferred), so constructors run at native speed.
+    Not thread-safe: other threads see the wrapped methods meanwhile.
     """
     state = DeferredInit()
 
@@ -111,10 +138,14 @@ def deferred_init() -> Iterator[DeferredInit]:
             if key is not None:
                 state.params[key] = param  # kept alive: its memory is not reused meanwhile
 
+    originals = {name: getattr(torch.Tensor, name) for name in _write_methods()}
     handle = register_module_parameter_registration_hook(registered)
     try:
-        with _DeferWrites(state):
-            yield state
+        for name, method in originals.items():
+            setattr(torch.Tensor, name, _deferring(method, state))
+        yield state
     finally:
+        for name, method in originals.items():
+            setattr(torch.Tensor, name, method)
         handle.remove()
     log.debug("deferred %d writes to %d parameters", len(state.writes), len(state.pending))

@@ -124,3 +124,50 @@ def test_seed_from_the_global_rng_does_not_depend_on_a_warm_cache(tmp_path):
     torch.manual_seed(0)
     warm = hyperinit.initialize(model, checkpoint=tmp_path / "hn")
     assert cold.seed == warm.seed
+
+
+def test_tensor_methods_are_restored_even_when_the_constructor_fails():
+    class Failing(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+            raise ValueError("boom")
+
+    def build() -> None:
+        with deferred_init():
+            Failing()
+
+    before = torch.Tensor.uniform_
+    with pytest.raises(ValueError, match="boom"):
+        build()
+    assert torch.Tensor.uniform_ is before
+    t = torch.empty(3).uniform_(1.0, 2.0)  # runs again, not deferred
+    assert ((t >= 1) & (t <= 2)).all()
+
+
+class ViewWrites(nn.Module):
+    """Writes a whole parameter, then a view of it, then copies another parameter into it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Parameter(torch.empty(4, 4))
+        self.b = nn.Parameter(torch.empty(4, 4))
+        nn.init.normal_(self.a)
+        self.a.data[:, 0] = 5.0
+        with torch.no_grad():
+            self.a[1:, 1].fill_(-1.0)
+            self.b.copy_(self.a)
+            self.b *= 2
+
+
+def test_writes_to_views_and_between_parameters_replay_in_order():
+    torch.manual_seed(1)
+    plain = ViewWrites()
+    torch.manual_seed(1)
+    with deferred_init() as deferred:
+        model = ViewWrites()
+    assert len(deferred.pending) == 2
+    deferred.replay()
+    assert torch.equal(model.a, plain.a)
+    assert torch.equal(model.b, plain.b)
+    assert (model.a[:, 0] == 5).all()
