@@ -217,21 +217,14 @@ def test_cli_bad_model_kwargs_exit_2(text, message, capsys):
     assert re.search(message, err), err
 
 
-NO_SIZE = (
-    "trace.default_example_input does not read MONAI's fixed ViT input size "
-    "(patch_embedding.n_patches x the patch conv's kernel, or UNETR's feat_size x patch_size) "
-    "and feeds 224 px / 64^3; pass example_input= until it does"
-)
-
-
 @pytest.mark.parametrize(
     ("name", "dims"),
     [
         ("DenseNet121", 2),
         ("SegResNet", 3),
         ("SwinUNETR", 2),
-        pytest.param("ViT", 2, marks=pytest.mark.xfail(strict=True, reason=NO_SIZE)),
-        pytest.param("UNETR", 3, marks=pytest.mark.xfail(strict=True, reason=NO_SIZE)),
+        ("ViT", 2),
+        ("UNETR", 3),
     ],
 )
 def test_monai_without_example_input(name, dims):

@@ -50,7 +50,8 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
     """The example input used when none is given.
 
     Rule: channels from ``model.in_chans`` (timm) or the first convolution's ``in_channels``;
-    spatial size from ``model.patch_embed.img_size`` (timm ViTs), ``model.image_size``
+    spatial size from ``model.patch_embed.img_size`` (timm ViTs), the patch grid of MONAI's
+    ViT and UNETR (their position embeddings fix the size), ``model.image_size``
     (torchvision ViTs), timm's ``pretrained_cfg["input_size"]``, else 224 px (1024 samples for
     1-D, 64^3 voxels for 3-D convolutions); if tracing fails at 224 px, :func:`trace` retries
     once at 299 px (Inception-v3 and relatives). A model with neither convolutions nor a timm
@@ -84,6 +85,8 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
     img_size = getattr(patch_embed, "img_size", None)
     if img_size is not None:
         size = tuple(img_size) if isinstance(img_size, (tuple, list)) else (img_size,) * 2
+    elif (grid := _patch_grid_size(model, spatial_dims)) is not None:
+        size = grid
     elif isinstance(getattr(model, "image_size", None), int):
         size = (model.image_size,) * spatial_dims  # type: ignore[union-attr]
     elif cfg_size is not None and len(cfg_size) == spatial_dims + 1:
@@ -91,6 +94,29 @@ def default_example_input(model: nn.Module, batch_size: int = 2) -> torch.Tensor
     if size is None or len(size) != spatial_dims:
         size = _DEFAULT_SIZE.get(spatial_dims, (224,) * spatial_dims)
     return _sample((batch_size, channels, *size), device, dtype)
+
+
+def _patch_grid_size(model: nn.Module, spatial_dims: int) -> tuple[int, ...] | None:
+    """The input size a patch-embedding transformer with fixed position embeddings needs:
+    MONAI's UNETR (``feat_size x patch_size``) and ViT-like networks whose
+    ``PatchEmbeddingBlock`` has ``n_patches`` and a convolutional ``patch_embeddings``."""
+    feat, patch = getattr(model, "feat_size", None), getattr(model, "patch_size", None)
+    if (
+        isinstance(feat, tuple)
+        and isinstance(patch, tuple)
+        and len(feat) == len(patch) == spatial_dims
+    ):
+        return tuple(int(f) * int(p) for f, p in zip(feat, patch))
+    for m in model.modules():
+        n, conv = getattr(m, "n_patches", None), getattr(m, "patch_embeddings", None)
+        if n is not None and isinstance(conv, nn.modules.conv._ConvNd):
+            n = int(n)  # MONAI computes it with numpy
+            kernel = tuple(conv.kernel_size)
+            side = round(n ** (1 / len(kernel)))
+            if side ** len(kernel) == n and len(kernel) == spatial_dims:
+                return tuple(side * k for k in kernel)
+            return None
+    return None
 
 
 def _sample(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
