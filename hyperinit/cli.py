@@ -43,22 +43,23 @@ def _spatial_dims(model: torch.nn.Module) -> int:
 def _cmd_init(args: argparse.Namespace) -> int:
     from safetensors.torch import save_model
 
-    from hyperinit.initialize import initialize
+    from hyperinit.deferred import deferred_init
+    from hyperinit.initialize import initialize_deferred
     from hyperinit.models import create_model
 
-    model = create_model(
-        args.model,
-        in_chans=args.in_chans,
-        num_classes=args.num_classes,
-        model_kwargs=_model_kwargs(args.model_kwargs),
-    )
+    kwargs = _model_kwargs(args.model_kwargs)
+    with deferred_init() as deferred:  # no default init for what the hypernetwork predicts
+        model = create_model(
+            args.model, in_chans=args.in_chans, num_classes=args.num_classes, model_kwargs=kwargs
+        )
     example = None
     if args.input_size:
         dims = [args.input_size] * _spatial_dims(model)
         example = torch.randn(2, args.in_chans, *dims)
-    report = initialize(
+    report = initialize_deferred(
         model,
         args.modality,
+        deferred,
         checkpoint=args.checkpoint,
         example_input=example,
         exclude=args.exclude or None,
