@@ -194,6 +194,17 @@ class Recorder(TorchFunctionMode):
         return False
 
     def _record(self, func: Any, args: tuple, kwargs: dict, out: Any) -> None:
+        if isinstance(out, torch.Tensor):
+            outs = [out]
+        elif out is None:  # in-place write such as __setitem__
+            outs = [args[0]] if args and isinstance(args[0], torch.Tensor) else []
+        elif isinstance(out, (tuple, list)):
+            outs = []
+            _tensor_leaves(out, outs)
+        else:
+            return  # .size(), .dim(), .shape, dtype and friends: nothing flows on
+        if not outs:
+            return
         leaves: list[torch.Tensor] = []
         _tensor_leaves(args, leaves)
         if kwargs:
@@ -201,13 +212,7 @@ class Recorder(TorchFunctionMode):
         acts, params = self._provenance(leaves)
         if not acts and not params:
             return  # a constant
-        outs: list[torch.Tensor] = []
-        _tensor_leaves(out, outs)
-        if out is None and args and isinstance(args[0], torch.Tensor):
-            outs = [args[0]]  # in-place write such as __setitem__
-        if not outs:
-            return  # .size(), .dim(), bool(...) and friends
-        name = func_name(func)
+        name = _cached_name(func)
         if not acts and name not in _PARAM_NODE_OPS:
             self._mark(outs, derived=tuple(params))  # a weight reshaped, standardised, ...
             return
@@ -258,6 +263,19 @@ class Recorder(TorchFunctionMode):
             else:
                 self._derived[key] = derived or ()
                 self._act.pop(key, None)
+
+
+_NAMES: dict[Any, str] = {}
+
+
+def _cached_name(func: Any) -> str:
+    try:
+        return _NAMES[func]
+    except KeyError:
+        name = _NAMES[func] = func_name(func)
+        return name
+    except TypeError:  # unhashable callable
+        return func_name(func)
 
 
 def _tensor_leaves(obj: Any, out: list[torch.Tensor]) -> None:
