@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -177,6 +178,23 @@ def _trace_all_branches(model: nn.Module, example_input: Any, s_max: int) -> Arc
     return graph
 
 
+#: set by :func:`initialize_deferred` for the one call it makes
+_DEFERRED: ContextVar[DeferredInit | None] = ContextVar("hyperinit_deferred", default=None)
+
+
+def initialize_deferred(
+    model: nn.Module, modality: str, deferred: DeferredInit, **kwargs: Any
+) -> InitReport:
+    """:func:`initialize` for a model built in a :func:`~hyperinit.deferred.deferred_init`
+    block: only the parameters that are not predicted get their deferred default init (and if
+    the forward pass depends on values, all of them before it is traced)."""
+    token = _DEFERRED.set(deferred)
+    try:
+        return initialize(model, modality, **kwargs)
+    finally:
+        _DEFERRED.reset(token)
+
+
 def initialize(
     model: nn.Module,
     modality: str = "xray",
@@ -218,36 +236,7 @@ def initialize(
         An :class:`InitReport`. On any error the model is left exactly as it was (apart from
         materialised lazy modules, which is what any first forward pass does).
     """
-    return initialize_deferred(
-        model,
-        modality,
-        None,
-        checkpoint=checkpoint,
-        example_input=example_input,
-        exclude=exclude,
-        predict_head=predict_head,
-        device=device,
-        seed=seed,
-        sample=sample,
-    )
-
-
-def initialize_deferred(
-    model: nn.Module,
-    modality: str,
-    deferred: DeferredInit | None,
-    *,
-    checkpoint: str | Path | HyperInitializer | None = None,
-    example_input: Any = None,
-    exclude: str | Iterable[str] | None = None,
-    predict_head: bool = False,
-    device: torch.device | str | None = None,
-    seed: int | None = None,
-    sample: Any = None,
-) -> InitReport:
-    """:func:`initialize` for a model built in a :func:`~hyperinit.deferred.deferred_init`
-    block: only the parameters that are not predicted get their deferred default init.
-    With ``deferred=None`` it is exactly :func:`initialize`."""
+    deferred = _DEFERRED.get()
     start = time.perf_counter()
     if not isinstance(model, nn.Module):
         raise TypeError(f"initialize() expects an nn.Module, got {type(model).__name__}")
