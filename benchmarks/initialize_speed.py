@@ -29,6 +29,7 @@ import timm
 import torch
 
 import hyperinit
+from hyperinit.initialize import load_hypernetwork
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = [
@@ -44,7 +45,7 @@ MODELS = [
 
 
 def measure(name: str, repeats: int) -> dict:
-    hyperinit.load_hypernetwork("xray")  # loaded once per process, as in real use
+    load_hypernetwork("xray")  # loaded once per process, as in real use
     runs: dict[str, list[float]] = {
         k: []
         for k in ("default", "create", "create_build", "trace", "predict", "assign", "initialize")

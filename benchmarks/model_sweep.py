@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 import hyperinit
 from hyperinit.diagnostics import activation_stats, band_violations
+from hyperinit.graph import default_example_input
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(
@@ -99,7 +100,7 @@ def _example(source: str, name: str, model: torch.nn.Module) -> torch.Tensor:
     if source == "torchvision":
         size = 224 if name in TORCHVISION_224 else 299 if name == "inception_v3" else 64
         return real_images((3, size, size))
-    shape = tuple(hyperinit.default_example_input(model).shape[1:])
+    shape = tuple(default_example_input(model).shape[1:])
     return real_images(shape) if len(shape) == 3 else torch.randn(4, *shape)
 
 

@@ -4,88 +4,100 @@
 >>> model = timm.create_model("resnet18", in_chans=1, num_classes=2)
 >>> report = hyperinit.initialize(model, modality="xray")
 
-Also: ``MetaLROptimizer`` (layer-wise learning rates learned online), ``C2LPretrainer``
-(self-supervised pretraining on unlabelled images), ``trace`` (the graph), ``modality_distance``,
-the checkpoint registry (``list_checkpoints``) and :mod:`hyperinit.data` (medical image datasets).
+The names here are the ones a user calls: ``initialize`` and ``create_model`` (predicted
+initial weights), ``trace`` (the graph), ``MetaLROptimizer`` (layer-wise learning rates learned
+online), ``C2LPretrainer`` (self-supervised pretraining), ``AttentionMiner`` (weakly supervised
+localisation), ``HyperTrainer`` (train your own hypernetwork), ``list_checkpoints`` and
+``modality_distance``. Everything else lives in its subpackage: the errors in
+:mod:`hyperinit.errors` (all subclasses of :class:`HyperInitError`), datasets in
+:mod:`hyperinit.data`, the checkpoint registry in :mod:`hyperinit.modalities`, the graph's op
+vocabulary in :mod:`hyperinit.graph`.
 """
 
 from __future__ import annotations
 
+import importlib
+import warnings
+from typing import Any
+
 from hyperinit.c2l import C2LPretrainer
-from hyperinit.errors import (
-    ArchSpaceError,
-    C2LCheckpointError,
-    C2LConfigError,
-    CheckpointDownloadError,
-    CheckpointError,
-    CheckpointIntegrityError,
-    DataError,
-    ExampleInputError,
-    HyperInitError,
-    MetaLRConfigError,
-    MetaLRStateError,
-    NoParametersError,
-    ObjectiveError,
-    ParamGroupingError,
-    TraceError,
-    TrainingError,
-    UnknownModalityError,
-    UnreadableImageError,
-)
-from hyperinit.graph import OP_TYPES, ArchGraph, default_example_input, trace
+from hyperinit.errors import HyperInitError
+from hyperinit.graph import ArchGraph, trace
 from hyperinit.hub import list_checkpoints
-from hyperinit.hypernet import HyperInitConfig, HyperInitializer
-from hyperinit.initialize import initialize, load_hypernetwork
+from hyperinit.hypernet import HyperInitializer
+from hyperinit.initialize import initialize
 from hyperinit.localize import AttentionMiner
-from hyperinit.metalr import MetaLROptimizer, layer_groups
-from hyperinit.modalities import MODALITIES, resolve_modality
+from hyperinit.metalr import MetaLROptimizer
 from hyperinit.modality import modality_distance
-from hyperinit.models import create_model, set_input_channels
+from hyperinit.models import create_model
 from hyperinit.report import InitReport
-from hyperinit.training import HyperTrainer, TrainConfig, register_objective
+from hyperinit.training import HyperTrainer, TrainConfig
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
-    "MODALITIES",
-    "OP_TYPES",
     "ArchGraph",
-    "ArchSpaceError",
     "AttentionMiner",
-    "C2LCheckpointError",
-    "C2LConfigError",
     "C2LPretrainer",
-    "CheckpointDownloadError",
-    "CheckpointError",
-    "CheckpointIntegrityError",
-    "DataError",
-    "ExampleInputError",
-    "HyperInitConfig",
     "HyperInitError",
     "HyperInitializer",
     "HyperTrainer",
     "InitReport",
-    "MetaLRConfigError",
     "MetaLROptimizer",
-    "MetaLRStateError",
-    "NoParametersError",
-    "ObjectiveError",
-    "ParamGroupingError",
-    "TraceError",
     "TrainConfig",
-    "TrainingError",
-    "UnknownModalityError",
-    "UnreadableImageError",
     "__version__",
     "create_model",
-    "default_example_input",
     "initialize",
-    "layer_groups",
     "list_checkpoints",
-    "load_hypernetwork",
     "modality_distance",
-    "register_objective",
-    "resolve_modality",
-    "set_input_channels",
     "trace",
 ]
+
+#: Names that used to be exported here, and the module that holds them now.
+_MOVED = {
+    "MODALITIES": "hyperinit.modalities",
+    "resolve_modality": "hyperinit.modalities",
+    "OP_TYPES": "hyperinit.graph",
+    "default_example_input": "hyperinit.graph",
+    "HyperInitConfig": "hyperinit.hypernet",
+    "load_hypernetwork": "hyperinit.initialize",
+    "layer_groups": "hyperinit.metalr",
+    "set_input_channels": "hyperinit.models",
+    "register_objective": "hyperinit.training",
+    **{
+        name: "hyperinit.errors"
+        for name in (
+            "ArchSpaceError",
+            "C2LCheckpointError",
+            "C2LConfigError",
+            "CheckpointDownloadError",
+            "CheckpointError",
+            "CheckpointIntegrityError",
+            "DataError",
+            "ExampleInputError",
+            "MetaLRConfigError",
+            "MetaLRStateError",
+            "NoParametersError",
+            "ObjectiveError",
+            "ParamGroupingError",
+            "TraceError",
+            "TrainingError",
+            "UnknownModalityError",
+            "UnreadableImageError",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Old top-level names keep working for a while, with a warning naming the new home."""
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hyperinit' has no attribute {name!r}")
+    warnings.warn(
+        f"hyperinit.{name} moved to {module}.{name}; import it from there "
+        "(the top-level name will be removed in 0.2)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), name)

@@ -11,7 +11,14 @@ from torch import nn
 
 import hyperinit
 from hyperinit.diagnostics import activation_stats, band_violations
-from hyperinit.modalities import get_modality
+from hyperinit.errors import (
+    CheckpointError,
+    ExampleInputError,
+    NoParametersError,
+    TraceError,
+    UnknownModalityError,
+)
+from hyperinit.modalities import get_modality, resolve_modality
 from tests.archs import RandomNet, architectures
 
 
@@ -168,7 +175,7 @@ def test_real_xray_batch_forward_is_finite(cxr_batch):
 
 def test_model_without_parameters():
     m = nn.Sequential(nn.ReLU(), nn.Flatten())
-    with pytest.raises(hyperinit.NoParametersError, match="no parameters"):
+    with pytest.raises(NoParametersError, match="no parameters"):
         hyperinit.initialize(m)
 
 
@@ -184,7 +191,7 @@ class Broken(nn.Module):
 def test_forward_that_fails():
     m = Broken()
     snap = _snapshot(m)
-    with pytest.raises(hyperinit.TraceError, match="this forward always fails"):
+    with pytest.raises(TraceError, match="this forward always fails"):
         hyperinit.initialize(m)
     assert _same(m, snap)
 
@@ -192,7 +199,7 @@ def test_forward_that_fails():
 def test_wrong_number_of_channels():
     m = timm.create_model("resnet18", in_chans=1, num_classes=2)
     snap = _snapshot(m)
-    with pytest.raises(hyperinit.ExampleInputError, match=r"3 channels .* expects 1"):
+    with pytest.raises(ExampleInputError, match=r"3 channels .* expects 1"):
         hyperinit.initialize(m, example_input=torch.randn(2, 3, 32, 32))
     assert _same(m, snap)
 
@@ -202,18 +209,18 @@ def test_checkpoint_of_wrong_format(tmp_path):
     torch.save({"w": torch.zeros(2)}, bad)
     m = timm.create_model("resnet18", num_classes=2)
     snap = _snapshot(m)
-    with pytest.raises(hyperinit.CheckpointError, match="never loaded"):
+    with pytest.raises(CheckpointError, match="never loaded"):
         hyperinit.initialize(m, checkpoint=bad)
-    with pytest.raises(hyperinit.CheckpointError, match="does not exist"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         hyperinit.initialize(m, checkpoint=tmp_path / "nope")
     assert _same(m, snap)
 
 
 def test_unknown_modality_suggests():
     m = timm.create_model("resnet18", num_classes=2)
-    with pytest.raises(hyperinit.UnknownModalityError, match="Did you mean 'ultrasound'"):
+    with pytest.raises(UnknownModalityError, match="Did you mean 'ultrasound'"):
         hyperinit.initialize(m, modality="ultrasonnd")
-    assert hyperinit.resolve_modality("CXR") == "xray"
+    assert resolve_modality("CXR") == "xray"
 
 
 def test_failure_while_writing_rolls_back(monkeypatch):

@@ -11,6 +11,7 @@ from hypothesis import given
 from torch import nn
 
 import hyperinit
+from hyperinit.graph import default_example_input
 from hyperinit.graph.ops import OP_TYPES
 from tests.archs import RandomNet, architectures
 
@@ -98,18 +99,18 @@ def test_grayscale_and_input_size():
     g = hyperinit.trace(model, torch.randn(2, 1, 96, 80))
     assert g.input_shapes == [(2, 1, 96, 80)]
     assert g.nodes[g.param_owner["conv1.weight"]].param_shape == (64, 1, 7, 7)
-    assert hyperinit.default_example_input(model).shape == (2, 1, 224, 224)
+    assert default_example_input(model).shape == (2, 1, 224, 224)
 
 
 def test_default_example_input_rules():
     vit = timm.create_model("vit_tiny_patch16_224", img_size=64, in_chans=1)
-    assert hyperinit.default_example_input(vit).shape == (2, 1, 64, 64)
-    assert hyperinit.default_example_input(torchvision.models.vit_b_32()).shape[-1] == 224
+    assert default_example_input(vit).shape == (2, 1, 64, 64)
+    assert default_example_input(torchvision.models.vit_b_32()).shape[-1] == 224
     mlp = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 2))
-    assert hyperinit.default_example_input(mlp).shape == (2, 10)
+    assert default_example_input(mlp).shape == (2, 10)
     # patches embedded by a Linear, no convolution: timm's pretrained_cfg gives the image size
     naflex = timm.create_model("naflexvit_base_patch16_gap", num_classes=2)
-    assert hyperinit.default_example_input(naflex).shape == (2, 3, 384, 384)
+    assert default_example_input(naflex).shape == (2, 3, 384, 384)
     assert hyperinit.trace(naflex).unbound == []
     # Inception-v3's auxiliary head (run in train mode) fails at 224 px: retried at 299 px
     g = hyperinit.trace(torchvision.models.inception_v3(init_weights=False).train())
