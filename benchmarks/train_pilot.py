@@ -1,6 +1,6 @@
 """Pilot: which self-supervised objective gives the hypernetwork useful predictions?
 
-DESIGN.md: rotation prediction is nearly trivial on chest X-rays, so objectives are compared on
+docs/design.md: rotation prediction is nearly trivial on chest X-rays, so objectives are compared on
 downstream use, not on their own loss. Trains xray hypernetworks with each objective under the
 settings of ``train_modalities.py`` (the shipped checkpoints use ``rotation+c2l``), then
 fine-tunes the cells of ``downstream_check.py`` (chest_xray, 10 % labels, ResNet-18 and two

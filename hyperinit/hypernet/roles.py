@@ -1,7 +1,8 @@
 """What each parameter is for, and the scale its predicted value must have.
 
-The hypernetwork's raw output is normalised per parameter (see DESIGN.md): weights of
-convolutions, linear layers and attention projections get zero mean and standard deviation
+The hypernetwork's raw output is normalised per parameter (docs/design.md, "Parameter roles and
+scales"): weights of convolutions, linear layers and attention projections get zero mean and
+standard deviation
 ``gain / sqrt(fan_in)`` (He/Kaiming scaling, with the variance-preserving gain of the activation
 that follows, see ``ACTIVATION_GAIN``); normalisation weights stay near 1 and biases near 0;
 learned embeddings (position encodings, class tokens, relative-position tables) get the small
