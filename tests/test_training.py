@@ -25,9 +25,11 @@ from hyperinit.training import (
     list_objectives,
     register_objective,
 )
+from hyperinit.training.archs import bind
+from hyperinit.training.checkpoint import STATE_NAME
 from hyperinit.training.data import ImageBank, normalize
 from hyperinit.training.evaluate import evaluate_objective
-from hyperinit.training.trainer import STATE_NAME, _bind, _twice_differentiable
+from hyperinit.training.step import twice_differentiable
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -173,11 +175,11 @@ def test_bilevel_loss_is_the_mean_before_and_after_an_inner_sgd_step(tmp_path, b
     gen = torch.Generator().manual_seed(2)
     params = hn.predict_params(arch.graph, roles=arch.roles, seed=arch.draw % (1 << 31))
     obj = trainer.objective
-    first = obj(_bind(arch, params), x[:8], gen).loss
+    first = obj(bind(arch, params), x[:8], gen).loss
     grads = torch.autograd.grad(first, list(params.values()), create_graph=True)
     stepped = {k: v - 0.05 * g for (k, v), g in zip(params.items(), grads)}
-    with _twice_differentiable():
-        second = obj(_bind(arch, stepped), x[8:], gen).loss
+    with twice_differentiable():
+        second = obj(bind(arch, stepped), x[8:], gen).loss
     assert loss.item() == pytest.approx(((first + second) / 2).item(), rel=1e-4)
     assert metrics["inner_loss"] == pytest.approx(second.item(), rel=1e-4)
     # the hypernetwork (its scale head too) is trained through the inner step
@@ -231,11 +233,11 @@ def test_inner_steps_run_mobilenetv3_twice_differentiably():
     with pytest.raises(RuntimeError, match="hardsigmoid"):
         grad_norm().backward()
     original = torch.nn.functional.hardsigmoid
-    with _twice_differentiable():
+    with twice_differentiable():
         grad_norm().backward()
     assert torch.nn.functional.hardsigmoid is original
     assert all(p.grad is not None for p in params.values())
-    with pytest.raises(KeyError), _twice_differentiable():
+    with pytest.raises(KeyError), twice_differentiable():
         raise KeyError("boom")
     assert torch.nn.functional.hardsigmoid is original
 

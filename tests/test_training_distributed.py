@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from hyperinit.cli import main as cli_main
 from hyperinit.hypernet.reference import make_reference
-from hyperinit.training.trainer import STATE_NAME
+from hyperinit.training.checkpoint import STATE_NAME
 from tests.conftest import REPO
 
 

@@ -1,7 +1,9 @@
-"""Training the hypernetwork: objectives, the trainer and its data (see :mod:`.trainer`)."""
+"""Training the hypernetwork: its config, objectives, trainer and data (see :mod:`.trainer`)."""
 
 from __future__ import annotations
 
+from hyperinit.errors import TrainingError
+from hyperinit.training.config import TrainConfig
 from hyperinit.training.objectives import (
     C2LObjective,
     CombinedObjective,
@@ -13,7 +15,7 @@ from hyperinit.training.objectives import (
     list_objectives,
     register_objective,
 )
-from hyperinit.training.trainer import HyperTrainer, TrainConfig, TrainingError, train
+from hyperinit.training.trainer import HyperTrainer, train
 
 __all__ = [
     "C2LObjective",

@@ -16,9 +16,9 @@ import torch
 
 from hyperinit.archspace import ArchSpec
 from hyperinit.hypernet.model import HyperInitializer
+from hyperinit.training.archs import ArchCache, predicted_network, seed_of
 from hyperinit.training.data import ImageBank, normalize, to_channels
 from hyperinit.training.objectives import Objective, create_objective
-from hyperinit.training.trainer import ArchCache, _seed_of, predicted_network
 
 __all__ = ["evaluate_objective"]
 
@@ -49,7 +49,7 @@ def evaluate_objective(
     device = hypernet.device
     results = []
     for i, spec in enumerate(specs):
-        arch = cache.get(spec, in_chans, _seed_of(seed, i), image_size)
+        arch = cache.get(spec, in_chans, seed_of(seed, i), image_size)
         with torch.no_grad():
             base = predicted_network(hypernet, arch, seed + i)
 
@@ -58,14 +58,14 @@ def evaluate_objective(
                 return base(x)
 
         if probe_steps > 0 or isinstance(objective, str):
-            torch.manual_seed(_seed_of(seed, i, 5) % (1 << 31))
+            torch.manual_seed(seed_of(seed, i, 5) % (1 << 31))
             obj = create_objective(name, dim).to(device)
         else:
             obj = copy.deepcopy(objective)
         if probe_steps > 0:
             opt = torch.optim.Adam(obj.parameters(), lr=probe_lr)
             for step in range(probe_steps):
-                gen = torch.Generator().manual_seed(_seed_of(seed, i, step, 7))
+                gen = torch.Generator().manual_seed(seed_of(seed, i, step, 7))
                 x = normalize(to_channels(bank.batch(batch_size, image_size, gen), in_chans))
                 out = obj(frozen, x.to(device), gen)
                 opt.zero_grad()
@@ -74,7 +74,7 @@ def evaluate_objective(
         losses, scores = [], []
         with torch.no_grad():
             for b in range(batches):
-                gen = torch.Generator().manual_seed(_seed_of(seed, i, b, 11))
+                gen = torch.Generator().manual_seed(seed_of(seed, i, b, 11))
                 x = normalize(to_channels(bank.batch(batch_size, image_size, gen), in_chans))
                 out = obj(frozen, x.to(device), gen)
                 losses.append(out.loss.item())

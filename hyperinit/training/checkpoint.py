@@ -1,0 +1,121 @@
+"""A training run's exact state on disk: ``train_state.pt`` (save, resume) and ``log.csv``.
+
+The state holds the step, the elapsed time, the config and the hypernetwork's, objective's and
+optimizer's state dicts, written by atomic replace. Resuming refuses a state saved with other
+settings (:data:`RESUME_KEYS`); the log is cut back to the resumed step.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+
+from hyperinit.errors import TrainingError
+from hyperinit.training.config import TrainConfig
+
+__all__ = [
+    "LOG_NAME",
+    "RESUME_KEYS",
+    "STATE_NAME",
+    "load_state",
+    "save_state",
+    "truncate_log",
+    "write_log",
+]
+
+STATE_NAME = "train_state.pt"
+LOG_NAME = "log.csv"
+#: Settings a resumed run must share with the saved one.
+RESUME_KEYS = (
+    "objective",
+    "seed",
+    "meta_batch",
+    "batch_size",
+    "image_size",
+    "steps",
+    "inner_steps",
+    "inner_lr",
+    "scale_range",
+)
+
+
+def save_state(
+    path: Path,
+    *,
+    step: int,
+    elapsed: float,
+    config: TrainConfig,
+    hypernet: nn.Module,
+    objective: nn.Module,
+    optimizer: Optimizer,
+) -> None:
+    """Write the exact training state to ``path`` (atomic replace)."""
+    state = {
+        "step": step,
+        "elapsed": elapsed,
+        "config": json.dumps(config.to_dict()),
+        "hypernet": hypernet.state_dict(),
+        "objective": objective.state_dict(),
+        "optimizer": optimizer.state_dict(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(
+    path: Path,
+    *,
+    config: TrainConfig,
+    hypernet: nn.Module,
+    objective: nn.Module,
+    optimizer: Optimizer,
+    device: torch.device,
+) -> tuple[int, float] | None:
+    """Load the state at ``path`` into the modules and optimizer; returns ``(step, elapsed)``,
+    or None when there is no state. Raises :class:`TrainingError` for a run of other settings."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location=device, weights_only=True)
+    saved = json.loads(state["config"])
+    mine = config.to_dict()
+    differ = [k for k in RESUME_KEYS if json.dumps(saved.get(k)) != json.dumps(mine.get(k))]
+    if differ:
+        raise TrainingError(
+            f"{path} belongs to a run with other settings ({', '.join(differ)}); "
+            "use another --out folder or the same settings to resume."
+        )
+    hypernet.load_state_dict(state["hypernet"])
+    objective.load_state_dict(state["objective"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["step"]), float(state["elapsed"])
+
+
+def write_log(path: Path, rows: list[dict[str, Any]], append: bool) -> None:
+    """Write ``rows`` to the CSV log at ``path`` (appended, or a new file with a header)."""
+    if not rows:
+        return
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    new = not append or not path.exists()
+    with open(path, "w" if new else "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+
+
+def truncate_log(path: Path, step: int) -> list[dict[str, Any]]:
+    """Cut the CSV log at ``path`` back to the rows up to ``step`` and return them."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    write_log(path, rows, append=False) if rows else path.unlink()
+    return rows
