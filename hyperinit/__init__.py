@@ -25,12 +25,12 @@ from hyperinit.errors import HyperInitError
 from hyperinit.graph import ArchGraph, trace
 from hyperinit.hub import list_checkpoints
 from hyperinit.hypernet import HyperInitializer
+from hyperinit.init_report import InitReport
 from hyperinit.initialize import initialize
 from hyperinit.localize import AttentionMiner
 from hyperinit.metalr import MetaLROptimizer
 from hyperinit.modality import modality_distance
 from hyperinit.models import create_model
-from hyperinit.report import InitReport
 from hyperinit.training import HyperTrainer, TrainConfig
 
 __version__ = "0.1.0.dev0"

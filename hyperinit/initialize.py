@@ -28,9 +28,9 @@ from hyperinit.hub import (
 )
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
+from hyperinit.init_report import InitReport
 from hyperinit.materialize import allocate_meta, is_on_meta, materialize_lazy, plan_meta
 from hyperinit.modalities import get_modality
-from hyperinit.report import InitReport
 from hyperinit.selection import excluded_parameters, head_parameters
 
 __all__ = ["initialize", "initialize_deferred", "load_hypernetwork"]

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from hyperinit.errors import HyperInitError
-from hyperinit.report import InitReport
+from hyperinit.init_report import InitReport
 
 __all__ = ["create_model", "monai_model_names", "set_input_channels"]
 
