@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hyperinit.errors import MetaLRConfigError
-from hyperinit.finetune import all_layers, bidirectional, last_layer_only, layerwise
 from hyperinit.metalr import layer_groups
+from hyperinit.metalr.schemes import all_layers, bidirectional, last_layer_only, layerwise
 
 MODEL = torchvision.models.resnet18(num_classes=2)
 GROUPS = layer_groups(MODEL)

@@ -161,16 +161,15 @@ def build_model(arch: str | ModelFactory, task: Task, num_classes: int) -> nn.Mo
 def _trainable(model: nn.Module, scheme: str) -> list[nn.Parameter]:
     if scheme in ("all_layers", "metalr"):
         return [p for p in model.parameters() if p.requires_grad]
-    from hyperinit import finetune
-    from hyperinit.metalr import layer_groups
+    from hyperinit.metalr import layer_groups, schemes
 
     if scheme == "last_layer_only":
-        return finetune.last_layer_only(model)
+        return schemes.last_layer_only(model)
     depth = len(layer_groups(model))
     if scheme == "layerwise":  # freeze the lowest ~40 % of the layers
-        return finetune.layerwise(model, max(1, round(0.4 * depth)))
+        return schemes.layerwise(model, max(1, round(0.4 * depth)))
     m, n = 2, max(2, round(0.5 * depth))  # bidirectional: freeze the middle, train both ends
-    return finetune.bidirectional(model, m, n)
+    return schemes.bidirectional(model, m, n)
 
 
 class _Data:

@@ -1,4 +1,5 @@
-"""MetaLR: layer-wise learning rates learned online from validation batches."""
+"""MetaLR: layer-wise learning rates learned online from validation batches, and the fine-tuning
+baselines it is compared with (:mod:`hyperinit.metalr.schemes`)."""
 
 from __future__ import annotations
 

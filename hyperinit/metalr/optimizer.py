@@ -19,6 +19,9 @@ One meta step (Algorithm 1 of the MetaLR paper, with the exact hypergradient):
 ``u`` is measured as the actual parameter change divided by the rate, so any optimizer whose step
 is proportional to its ``lr`` (every ``torch.optim`` optimizer) is handled exactly by the same
 code; for an optimizer whose step is not proportional to ``lr`` it is a secant approximation.
+The arithmetic of steps 2-4 is in :mod:`hyperinit.metalr.hypergrad`, the rates in
+:mod:`hyperinit.metalr.rates`, the layer-group partition in :mod:`hyperinit.metalr.partition` and
+the state dict in :mod:`hyperinit.metalr.state`.
 """
 
 from __future__ import annotations
@@ -34,8 +37,18 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from hyperinit.errors import MetaLRConfigError, MetaLRStateError, ParamGroupingError
-from hyperinit.metalr.grouping import GroupSpec, LayerGroup, layer_groups
+from hyperinit.errors import MetaLRConfigError
+from hyperinit.metalr.grouping import GroupSpec
+from hyperinit.metalr.hypergrad import (
+    hypergradients,
+    kept_buffers,
+    rescale_step,
+    snapshot,
+    updated_rates,
+)
+from hyperinit.metalr.partition import layer_params, optimizer_layer_groups, regroup
+from hyperinit.metalr.rates import check_rate, clip_rate, initial_rates, write_rates
+from hyperinit.metalr.state import load_metalr_state, metalr_state
 from hyperinit.metalr.validation import ValidationLoss
 
 __all__ = ["MetaLROptimizer"]
@@ -43,23 +56,6 @@ __all__ = ["MetaLROptimizer"]
 logger = logging.getLogger(__name__)
 
 Closure = Callable[[], torch.Tensor]
-_GROUP_KEY = "metalr_group"
-
-
-def _check_rate(name: str, value: Any, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise MetaLRConfigError(f"{name} must be a number, got {value!r}.") from None
-    if not math.isfinite(value) or value < 0:
-        raise MetaLRConfigError(f"{name} must be finite and >= 0, got {value}.")
-    return value
-
-
-def _as_float(lr: Any) -> float:
-    return float(lr.item()) if isinstance(lr, torch.Tensor) else float(lr)
 
 
 class MetaLROptimizer(Optimizer):
@@ -141,17 +137,17 @@ class MetaLROptimizer(Optimizer):
             raise MetaLRConfigError(f"model must be an nn.Module, not {type(model).__name__}.")
         if any("lr" not in g for g in base_optimizer.param_groups):
             raise MetaLRConfigError("base_optimizer has parameter groups without an 'lr'.")
-        self.meta_lr = _check_rate("meta_lr", meta_lr)
-        self.lr_min = _check_rate("lr_min", lr_min)
+        self.meta_lr = check_rate("meta_lr", meta_lr)
+        self.lr_min = check_rate("lr_min", lr_min)
         if self.lr_min <= 0:
             raise MetaLRConfigError("lr_min must be > 0 (the paper uses 1e-6).")
-        self.lr_max = _check_rate("lr_max", lr_max, allow_none=True)
+        self.lr_max = check_rate("lr_max", lr_max, allow_none=True)
         if self.lr_max is not None and self.lr_max < self.lr_min:
             raise MetaLRConfigError(f"lr_max ({self.lr_max}) is below lr_min ({self.lr_min}).")
         if isinstance(meta_every, bool) or not isinstance(meta_every, int) or meta_every < 1:
             raise MetaLRConfigError(f"meta_every must be an int >= 1, got {meta_every!r}.")
         self.meta_every = meta_every
-        self.head_lr_scale = _check_rate("head_lr_scale", head_lr_scale)
+        self.head_lr_scale = check_rate("head_lr_scale", head_lr_scale)
         if meta_update not in ("additive", "relative"):
             raise MetaLRConfigError(
                 f'meta_update must be "additive" (eq. 3) or "relative", got {meta_update!r}.'
@@ -168,12 +164,21 @@ class MetaLROptimizer(Optimizer):
                 raise MetaLRConfigError("val_data needs both loss_fn= and model=.")
             self._val_source = ValidationLoss(val_data, loss_fn, model)
 
-        layers, from_model = self._layer_groups(groups)
+        layers, from_model = optimizer_layer_groups(base_optimizer, model, groups)
         self.group_names: list[str] = [g.name for g in layers]
-        self._regroup(layers)
+        regroup(base_optimizer, layers)
+        self._layer_params = layer_params(base_optimizer.param_groups, len(layers))
         self.param_groups = base_optimizer.param_groups
         self.state = base_optimizer.state
-        self._lrs = self._initial_lrs(init_lrs, scale_head=from_model)
+        self._lrs = initial_rates(
+            self.param_groups,
+            self.group_names,
+            init_lrs,
+            head_lr_scale=self.head_lr_scale,
+            scale_head=from_model,
+            lr_min=self.lr_min,
+            lr_max=self.lr_max,
+        )
         self._write_lrs()
 
         self._step_count = 0
@@ -184,96 +189,6 @@ class MetaLROptimizer(Optimizer):
         self._history_lrs: list[list[float]] = [list(self._lrs)]
         self._warned_nonfinite = False
         self._buffer: list[torch.Tensor] | None = None  # parameter snapshot, reused
-
-    # ----------------------------------------------------------------- construction helpers
-    def _layer_groups(self, groups: GroupSpec) -> tuple[list[LayerGroup], bool]:
-        base_params = [p for g in self.base_optimizer.param_groups for p in g["params"]]
-        in_opt = {id(p) for p in base_params}
-        if self.model is None and isinstance(groups, str) and groups == "auto":
-            return [
-                LayerGroup(f"group{i}", list(g["params"]))
-                for i, g in enumerate(self.base_optimizer.param_groups)
-                if g["params"]
-            ], False
-        layers = layer_groups(self.model, groups)
-        is_mapping = not isinstance(groups, str)
-        kept = []
-        for g in layers:
-            idx = [i for i, p in enumerate(g.params) if id(p) in in_opt]
-            if is_mapping and len(idx) != len(g.params):
-                raise ParamGroupingError(
-                    f"group {g.name!r} has parameters that base_optimizer does not optimise; "
-                    "build the base optimizer on all of them or leave them out of the group."
-                )
-            if idx:
-                names = [g.param_names[i] for i in idx] if g.param_names else []
-                kept.append(LayerGroup(g.name, [g.params[i] for i in idx], names))
-        covered = {id(p) for g in kept for p in g.params}
-        missing = [p for p in base_params if id(p) not in covered]
-        if missing:
-            raise ParamGroupingError(
-                f"{len(missing)} parameter(s) of base_optimizer are in no layer group (shapes "
-                f"{[tuple(p.shape) for p in missing[:3]]}...); pass the model they belong to, "
-                "or add them to the groups mapping."
-            )
-        return kept, True
-
-    def _regroup(self, layers: list[LayerGroup]) -> None:
-        """Split the base optimizer's groups so that each belongs to exactly one layer group."""
-        base = self.base_optimizer
-        owner = {id(p): gi for gi, g in enumerate(base.param_groups) for p in g["params"]}
-        new_groups: list[dict[str, Any]] = []
-        for j, layer in enumerate(layers):
-            by_base: dict[int, list[nn.Parameter]] = {}
-            for p in layer.params:
-                by_base.setdefault(owner[id(p)], []).append(p)
-            for gi in sorted(by_base):
-                skip = ("params", "param_names")
-                options = {k: v for k, v in base.param_groups[gi].items() if k not in skip}
-                options["params"] = by_base[gi]
-                options[_GROUP_KEY] = j
-                new_groups.append(options)
-        base.param_groups[:] = new_groups  # in place: whoever holds the list sees the new groups
-        self._layer_params: list[list[nn.Parameter]] = [[] for _ in layers]
-        for g in new_groups:
-            self._layer_params[g[_GROUP_KEY]].extend(g["params"])
-
-    def _initial_lrs(self, init_lrs: Any, scale_head: bool) -> list[float]:
-        n = len(self.group_names)
-        base = [0.0] * n
-        for g in reversed(self.param_groups):  # the first base group of a layer wins
-            base[g[_GROUP_KEY]] = _as_float(g["lr"])
-        head = self.head_lr_scale if scale_head and n > 1 else 1.0
-        if init_lrs is None:
-            lrs = [*base[:-1], base[-1] * head]
-        elif isinstance(init_lrs, (int, float)) and not isinstance(init_lrs, bool):
-            lrs = [*[float(init_lrs)] * (n - 1), float(init_lrs) * head]
-        elif isinstance(init_lrs, Mapping):
-            unknown = set(init_lrs) - set(self.group_names)
-            if unknown:
-                raise MetaLRConfigError(
-                    f"init_lrs names unknown groups {sorted(unknown)}; groups are "
-                    f"{self.group_names}."
-                )
-            lrs = [*base[:-1], base[-1] * head]
-            lrs = [float(init_lrs.get(name, lr)) for name, lr in zip(self.group_names, lrs)]
-        elif isinstance(init_lrs, Sequence) and not isinstance(init_lrs, str):
-            if len(init_lrs) != n:
-                raise MetaLRConfigError(
-                    f"init_lrs has {len(init_lrs)} rates for {n} groups {self.group_names}."
-                )
-            lrs = [float(v) for v in init_lrs]
-        else:
-            raise MetaLRConfigError(
-                f"init_lrs must be None, a number, a sequence or a mapping, not {init_lrs!r}."
-            )
-        for name, lr in zip(self.group_names, lrs):
-            if not math.isfinite(lr) or lr < self.lr_min:
-                raise MetaLRConfigError(
-                    f"initial rate {lr} of group {name!r} is below lr_min={self.lr_min} or not "
-                    "finite; raise it or lower lr_min."
-                )
-        return [self._clip(lr) for lr in lrs]
 
     # ----------------------------------------------------------------------- properties
     @property
@@ -302,50 +217,11 @@ class MetaLROptimizer(Optimizer):
     # ---------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Base optimizer state plus the learned rates, their history and the step counters."""
-        return {
-            "base": self.base_optimizer.state_dict(),
-            "metalr": {
-                "group_names": list(self.group_names),
-                "lrs": list(self._lrs),
-                "history_steps": list(self._history_steps),
-                "history_lrs": [list(r) for r in self._history_lrs],
-                "step": self._step_count,
-                "meta_steps": self.meta_steps,
-                "skipped_meta_steps": self.skipped_meta_steps,
-                "last_hypergrad": self.last_hypergrad,
-            },
-        }
+        return metalr_state(self)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict` of a MetaLROptimizer built the same way."""
-        if not isinstance(state_dict, Mapping) or not {"base", "metalr"} <= set(state_dict):
-            raise MetaLRStateError(
-                "not a MetaLROptimizer state dict (needs 'base' and 'metalr'); to load a bare "
-                "optimizer's state use opt.base_optimizer.load_state_dict before wrapping."
-            )
-        meta = state_dict["metalr"]
-        if list(meta.get("group_names", [])) != self.group_names:
-            raise MetaLRStateError(
-                f"the state dict's groups {meta.get('group_names')} differ from this "
-                f"optimizer's {self.group_names}; build it with the same model and groups."
-            )
-        try:
-            self.base_optimizer.load_state_dict(state_dict["base"])
-        except (ValueError, KeyError) as err:
-            raise MetaLRStateError(f"base optimizer state does not fit: {err}") from err
-        self.param_groups = self.base_optimizer.param_groups
-        self.state = self.base_optimizer.state
-        self._layer_params = [[] for _ in self.group_names]
-        for g in self.param_groups:
-            self._layer_params[g[_GROUP_KEY]].extend(g["params"])
-        self._lrs = [float(v) for v in meta["lrs"]]
-        self._history_steps = [int(s) for s in meta["history_steps"]]
-        self._history_lrs = [[float(v) for v in r] for r in meta["history_lrs"]]
-        self._step_count = int(meta["step"])
-        self.meta_steps = int(meta["meta_steps"])
-        self.skipped_meta_steps = int(meta.get("skipped_meta_steps", 0))
-        self.last_hypergrad = meta.get("last_hypergrad")
-        self._write_lrs()
+        load_metalr_state(self, state_dict)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base_optimizer.zero_grad(set_to_none=set_to_none)
@@ -371,16 +247,10 @@ class MetaLROptimizer(Optimizer):
 
     # ----------------------------------------------------------------------------- step
     def _clip(self, lr: float) -> float:
-        lr = max(lr, self.lr_min)
-        return min(lr, self.lr_max) if self.lr_max is not None else lr
+        return clip_rate(lr, self.lr_min, self.lr_max)
 
     def _write_lrs(self) -> None:
-        for g in self.param_groups:
-            lr = self._lrs[g[_GROUP_KEY]]
-            if isinstance(g["lr"], torch.Tensor):
-                g["lr"].fill_(lr)
-            else:
-                g["lr"] = lr
+        write_rates(self.param_groups, self._lrs)
 
     def _warn_nonfinite(self, what: str) -> None:
         self.skipped_meta_steps += 1
@@ -467,83 +337,34 @@ class MetaLROptimizer(Optimizer):
             hook(self, (), {})
         return loss
 
-    def _snapshot(self, params: list[nn.Parameter]) -> list[torch.Tensor]:
-        """Copy the parameters into a buffer kept between meta steps (no re-allocation)."""
-        buf = self._buffer
-        if (
-            buf is None
-            or len(buf) != len(params)
-            or any(
-                b.shape != p.shape or b.dtype != p.dtype or b.device != p.device
-                for b, p in zip(buf, params)
-            )
-        ):
-            buf = [torch.empty_like(p, memory_format=torch.preserve_format) for p in params]
-            self._buffer = buf
-        torch._foreach_copy_(buf, [p.detach() for p in params])
-        return buf
-
     def _meta_step(self, val_closure: Closure) -> None:
         groups = self._layer_params
         params = [p for ps in groups for p in ps]
         with torch.no_grad():
-            neg_delta = self._snapshot(params)  # theta, becomes theta - theta'
+            self._buffer = neg_delta = snapshot(self._buffer, params)  # theta, then theta - theta'
         if not self._base_step():
             self._warn_nonfinite("a gradient (grad scaler)")
             return
         with torch.no_grad():
             torch._foreach_sub_(neg_delta, [p.detach() for p in params])
 
-        buffers = None
-        if self.model is not None and self.model.training:  # keep BN statistics off val data
-            buffers = [(b, b.detach().clone()) for b in self.model.buffers()]
-        try:
-            with torch.enable_grad():
-                vloss = self._check_loss(val_closure(), "val_closure")
-                if not bool(torch.isfinite(vloss.detach())):
-                    self._warn_nonfinite("the validation loss")
-                    return
-                scaler = self._scaler()
-                target = scaler.scale(vloss) if scaler is not None else vloss
-                trainable = [i for i, p in enumerate(params) if p.requires_grad]
-                grads = torch.autograd.grad(
-                    target, [params[i] for i in trainable], allow_unused=True
-                )
-        finally:
-            if buffers is not None:
-                with torch.no_grad():
-                    for b, saved in buffers:
-                        b.copy_(saved)
+        with kept_buffers(self.model), torch.enable_grad():  # BN statistics off val data
+            vloss = self._check_loss(val_closure(), "val_closure")
+            if not bool(torch.isfinite(vloss.detach())):
+                self._warn_nonfinite("the validation loss")
+                return
+            scaler = self._scaler()
+            target = scaler.scale(vloss) if scaler is not None else vloss
+            trainable = [i for i, p in enumerate(params) if p.requires_grad]
+            grads = torch.autograd.grad(target, [params[i] for i in trainable], allow_unused=True)
 
-        owner = [j for j, ps in enumerate(groups) for _ in ps]
-        dots = torch.zeros(len(groups), dtype=torch.float64, device=params[0].device)
-        for i, g in zip(trainable, grads):
-            if g is not None:
-                d = torch.dot(g.reshape(-1), neg_delta[i].reshape(-1).to(g.dtype))
-                dots[owner[i]] += d.to(dots.device, torch.float64)
         inv_scale = 1.0 / float(scaler.get_scale()) if scaler is not None else 1.0
-        # hypergrad_j = <grad_j L_val(theta'), delta_j> / alpha_j, and delta = -neg_delta
-        hyper = [-d * inv_scale / lr for d, lr in zip(dots.tolist(), self._lrs)]
+        hyper = hypergradients(groups, trainable, grads, neg_delta, self._lrs, inv_scale)
         if not all(math.isfinite(h) for h in hyper):
             self._warn_nonfinite("the hypergradient")
             return
-        if self.meta_update == "relative":  # exp argument clipped: at most x/÷ e^5 a step
-            new = [
-                self._clip(lr * math.exp(max(-5.0, min(5.0, -self.meta_lr * lr * h))))
-                for lr, h in zip(self._lrs, hyper)
-            ]
-        else:
-            new = [self._clip(lr - self.meta_lr * h) for lr, h in zip(self._lrs, hyper)]
-        # theta <- theta' + (alpha'/alpha - 1) delta = theta' - (alpha'/alpha - 1) neg_delta
-        with torch.no_grad():
-            start = 0
-            for j, ps in enumerate(groups):
-                scale = new[j] / self._lrs[j] - 1.0
-                if scale != 0.0 and ps:
-                    torch._foreach_add_(
-                        [p.detach() for p in ps], neg_delta[start : start + len(ps)], alpha=-scale
-                    )
-                start += len(ps)
+        new = updated_rates(self._lrs, hyper, self.meta_lr, self.meta_update, self._clip)
+        rescale_step(groups, neg_delta, self._lrs, new)
         self.last_hypergrad = hyper
         self._lrs = new
         self._write_lrs()
