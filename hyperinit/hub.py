@@ -11,8 +11,9 @@ Resolution order for a registered modality (see :mod:`hyperinit.modalities`):
 An explicit local directory always wins and is handled by
 :meth:`hyperinit.HyperInitializer.from_pretrained`. Any repo id works too; its files are checked
 against the sha256 the Hub announced for them (the ETag of LFS files). A file whose sha256 does
-not match is never loaded. Environment variables are read at call time, so setting
-``HF_HUB_OFFLINE=1`` after importing hyperinit still takes effect.
+not match is never loaded. Environment variables are read at call time (see
+:mod:`hyperinit.hfenv`), so setting ``HF_HUB_OFFLINE=1`` after importing hyperinit still takes
+effect.
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from hyperinit.errors import CheckpointDownloadError, CheckpointError, CheckpointIntegrityError
-from hyperinit.modalities import ModalityCheckpoint, get_modality, list_modalities
+from hyperinit.hfenv import cache_dir as default_cache_dir
+from hyperinit.hfenv import endpoint as _endpoint
+from hyperinit.hfenv import etag_timeout as _etag_timeout
+from hyperinit.hfenv import is_offline
+from hyperinit.modalities import ModalityCheckpoint, get_modality, is_modality, list_modalities
 
 __all__ = [
     "CheckpointInfo",
@@ -38,6 +43,7 @@ __all__ = [
     "list_checkpoints",
     "looks_like_repo_id",
     "resolve_checkpoint",
+    "resolve_pretrained",
     "sha256_file",
 ]
 
@@ -46,7 +52,6 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILES = ("config.json", "model.safetensors")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_TRUE = {"1", "true", "yes", "on"}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -56,35 +61,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def is_offline() -> bool:
-    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) as set now, not at import time."""
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return value.strip().lower() in _TRUE
-
-
-def default_cache_dir() -> Path:
-    """The Hub cache: ``HF_HUB_CACHE``, else ``HF_HOME/hub``, else huggingface_hub's default."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE).expanduser()
-
-
-def _endpoint() -> str | None:
-    value = os.environ.get("HF_ENDPOINT")
-    return value.rstrip("/") if value else None
-
-
-def _etag_timeout() -> float:
-    try:
-        return float(os.environ.get("HF_HUB_ETAG_TIMEOUT", "10"))
-    except ValueError:
-        return 10.0
 
 
 def looks_like_repo_id(name: object) -> bool:
@@ -310,6 +286,38 @@ def resolve_checkpoint(
         reason,
     )
     return folder, f"embedded:{entry.embedded}"
+
+
+def resolve_pretrained(
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
+    local_files_only: bool | None = None,
+    token: str | bool | None = None,
+    files: tuple[str, ...] = CHECKPOINT_FILES,
+    modalities: bool = True,
+) -> tuple[Path, str]:
+    """The local folder behind what ``from_pretrained`` was given, and where it came from.
+
+    An existing path wins; then (with ``modalities``) a registered modality, through
+    :func:`resolve_checkpoint`; then a Hub repo id, through :func:`fetch_repo_files` (its
+    ``files``). Anything else is returned as a path, for the loader to report as missing.
+    """
+    if Path(name_or_path).exists():
+        return Path(name_or_path), str(name_or_path)
+    name = str(name_or_path)
+    kwargs: dict[str, Any] = {
+        "revision": revision,
+        "cache_dir": cache_dir,
+        "local_files_only": local_files_only,
+        "token": token,
+    }
+    if modalities and is_modality(name):
+        return resolve_checkpoint(name, **kwargs)
+    if looks_like_repo_id(name):
+        return fetch_repo_files(name, files=files, **kwargs), f"hub:{name}@{revision or 'main'}"
+    return Path(name_or_path), name
 
 
 @dataclass(frozen=True)

@@ -11,21 +11,18 @@ node embedding (op type, parameter shape, depth)
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hyperinit.errors import CheckpointError
 from hyperinit.graph.archgraph import ArchGraph
 from hyperinit.graph.ops import OP_TYPES
+from hyperinit.hypernet.checkpoint import CONFIG_NAME, WEIGHTS_NAME, HyperInitCheckpoint
 from hyperinit.hypernet.config import HyperInitConfig
 from hyperinit.hypernet.roles import (
     BIAS_RANGE,
@@ -36,12 +33,10 @@ from hyperinit.hypernet.roles import (
 )
 from hyperinit.hypernet.synthesis import cosine_basis, param_generator, synthesise_weights
 
-__all__ = ["HyperInitializer"]
+__all__ = ["CONFIG_NAME", "WEIGHTS_NAME", "HyperInitializer"]
 
 log = logging.getLogger(__name__)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 _SHAPE_BUCKETS = 18
 _DEPTH_FREQS = 8
 
@@ -99,12 +94,20 @@ class GatedGNN(nn.Module):
         return h
 
 
-class HyperInitializer(nn.Module):
+class HyperInitializer(
+    nn.Module,
+    HyperInitCheckpoint,
+    library_name="hyperinit",
+    tags=["hypernetwork", "initialization", "medical-imaging"],
+):
     """Graph hypernetwork that predicts the parameters of any traced network.
 
     Use :meth:`predict_params` on an :class:`~hyperinit.ArchGraph`, or the one-call
     :func:`hyperinit.initialize`. Checkpoints are directories with ``config.json`` and
-    ``model.safetensors`` (:meth:`save_pretrained` / :meth:`from_pretrained`).
+    ``model.safetensors`` (:meth:`save_pretrained` / :meth:`from_pretrained` /
+    :meth:`push_to_hub`, from huggingface_hub's ``ModelHubMixin``); :meth:`from_pretrained`
+    also takes a modality name (``xray``, ``cxr``, ...), which falls back to the copy embedded
+    in the package when the Hub cannot be reached, and ``device=``.
     """
 
     def __init__(self, config: HyperInitConfig | None = None, **overrides: Any):
@@ -317,162 +320,3 @@ class HyperInitializer(nn.Module):
                     for p, w in zip(members, weights):
                         out[p.name] = w.view(p.shape)
         return out
-
-    # -- checkpoints -------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | Path, model_card: str | None = None) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and (optionally) ``README.md``."""
-        from safetensors.torch import save_file
-
-        from hyperinit import __version__
-
-        path = Path(save_directory)
-        path.mkdir(parents=True, exist_ok=True)
-        self.config.library_version = __version__
-        self.config.save(path / CONFIG_NAME)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
-        if model_card is not None:
-            (path / "README.md").write_text(model_card)
-        return path
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        name_or_repo_id_or_path: str | Path,
-        *,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool | None = None,
-        token: str | bool | None = None,
-        device: torch.device | str | None = None,
-    ) -> HyperInitializer:
-        """Load a checkpoint, in eval mode, from a directory, a modality name or a Hub repo id.
-
-        Args:
-            name_or_repo_id_or_path: a local directory written by :meth:`save_pretrained`
-                (always wins when it exists); a registered modality (``xray``, ``cxr``, ...),
-                which falls back to the copy embedded in the package when the Hub cannot be
-                reached; or a Hub repo id ``owner/name``.
-            revision: branch, tag or commit of the Hub repo (defaults to the registry's pin for
-                a modality and to ``main`` for a repo id).
-            cache_dir: the Hub cache (defaults to ``HF_HUB_CACHE`` / ``HF_HOME/hub``).
-            local_files_only: never touch the network (defaults to ``HF_HUB_OFFLINE``).
-            token: Hub token (defaults to ``HF_TOKEN`` / the stored login).
-            device: where to put the loaded hypernetwork.
-
-        Every file from the Hub or its cache is checked against its sha256 before loading;
-        pickled files are never loaded.
-        """
-        from hyperinit import hub
-        from hyperinit.modalities import is_modality
-
-        target = name_or_repo_id_or_path
-        kwargs: dict[str, Any] = {
-            "revision": revision,
-            "cache_dir": cache_dir,
-            "local_files_only": local_files_only,
-            "token": token,
-        }
-        if not Path(target).exists():
-            if is_modality(target):
-                folder, source = hub.resolve_checkpoint(str(target), **kwargs)
-                log.debug("loading modality %s from %s", target, source)
-                return cls._from_directory(folder, device=device)
-            if hub.looks_like_repo_id(target):
-                folder = hub.fetch_repo_files(str(target), **kwargs)
-                return cls._from_directory(folder, device=device)
-        return cls._from_directory(target, device=device)
-
-    def model_card(self) -> str:
-        """A minimal model card built from the config (used by :meth:`push_to_hub`)."""
-        cfg = self.config
-        training = json.dumps(cfg.training, indent=2, sort_keys=True)
-        return (
-            "---\nlibrary_name: hyperinit\ntags: [hypernetwork, initialization, "
-            "medical-imaging]\n---\n"
-            f"# hyperinit hypernetwork ({cfg.modality or 'no modality'})\n\n"
-            f"- **Architecture**: HyperInitializer, d_model={cfg.d_model}, "
-            f"K={cfg.gnn_rounds} GNN rounds, s_max={cfg.s_max}, rank-{cfg.code_rank} codes, "
-            f"{cfg.core_size}x{cfg.core_size} kernel core, op vocabulary v{cfg.vocab_version}.\n"
-            f"- **Training** (from config.json):\n\n```json\n{training}\n```\n\n"
-            "Load with `hyperinit.HyperInitializer.from_pretrained(repo_id)` or "
-            "`hyperinit.initialize(model, checkpoint=repo_id)`.\n"
-        )
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        commit_message: str = "Upload hyperinit checkpoint",
-        private: bool | None = None,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        create_pr: bool = False,
-        model_card: str | None = None,
-    ) -> Any:
-        """Upload ``config.json``, ``model.safetensors`` and ``README.md`` to a Hub repo.
-
-        Creates the repo if needed (huggingface_hub's ``create_repo`` + ``upload_folder``) and
-        returns their ``CommitInfo``. ``model_card`` defaults to :meth:`model_card`. Print the
-        sha256 of the uploaded weights with ``hyperinit.hub.sha256_file`` to pin them.
-        """
-        import tempfile
-
-        from huggingface_hub import HfApi
-
-        api = HfApi(endpoint=os.environ.get("HF_ENDPOINT") or None, token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp, model_card=model_card or self.model_card())
-            return api.upload_folder(
-                repo_id=repo_id,
-                folder_path=tmp,
-                commit_message=commit_message,
-                revision=revision,
-                create_pr=create_pr,
-            )
-
-    @classmethod
-    def _from_directory(
-        cls, path: str | Path, *, device: torch.device | str | None = None
-    ) -> HyperInitializer:
-        """Load a checkpoint directory written by :meth:`save_pretrained` (in eval mode)."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        if path.is_file():
-            raise CheckpointError(
-                f"{path} is a file; a hyperinit checkpoint is a directory holding {CONFIG_NAME} "
-                f"and {WEIGHTS_NAME} (pickled .pt/.pth files are never loaded, for safety). "
-                "Pass the directory written by HyperInitializer.save_pretrained()."
-            )
-        missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (path / n).is_file()]
-        if missing:
-            raise CheckpointError(
-                f"{path} is not a hyperinit checkpoint: missing {', '.join(missing)}. A checkpoint "
-                f"directory holds {CONFIG_NAME} and {WEIGHTS_NAME} (see save_pretrained())."
-            )
-        config = HyperInitConfig.load(path / CONFIG_NAME)
-        try:
-            state = load_file(str(path / WEIGHTS_NAME))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(
-                f"{path / WEIGHTS_NAME} is not a readable safetensors file ({e}): the download "
-                "may be truncated or corrupted. Delete it and fetch the checkpoint again."
-            ) from e
-        model = cls(config)
-        expected = model.state_dict()
-        bad = sorted(set(expected) ^ set(state)) + [
-            k for k in expected if k in state and state[k].shape != expected[k].shape
-        ]
-        if bad:
-            raise CheckpointError(
-                f"{path} does not match its config.json: mismatched tensors {bad[:5]}"
-                f"{' ...' if len(bad) > 5 else ''}. The checkpoint is corrupted or was written "
-                "by an incompatible version of hyperinit."
-            )
-        model.load_state_dict(state)
-        if device is not None:
-            model.to(device)
-        return model.eval()
