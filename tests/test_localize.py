@@ -11,8 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-import hyperinit
-from hyperinit.errors import HyperInitError, LocalizationError
+from hyperinit.errors import DataError, HyperInitError, LocalizationError
 from hyperinit.localize import (
     AttentionMiner,
     aggregate_heatmaps,
@@ -30,6 +29,7 @@ from hyperinit.localize import (
     normalize_maps,
 )
 from hyperinit.localize import mining as mining_mod
+from hyperinit.models import set_input_channels
 
 torch.set_num_threads(1)
 
@@ -108,7 +108,7 @@ def test_chestxray14_bbox_loads_labels_and_halved_boxes(bbox_data, data_dir):
 
 
 def test_missing_label_csv_and_missing_images_are_named(tmp_path, data_dir):
-    with pytest.raises(hyperinit.DataError, match="no label CSV"):
+    with pytest.raises(DataError, match="no label CSV"):
         load_localization_data(tmp_path)
     import shutil
 
@@ -117,7 +117,7 @@ def test_missing_label_csv_and_missing_images_are_named(tmp_path, data_dir):
     (tmp_path / "labels.csv").write_text(
         "Image Index,Finding Labels\n00000032_037.png,Mass\nnope.png,Mass\n"
     )
-    with pytest.raises(hyperinit.DataError, match=r"1 images named in .* e\.g\. nope\.png"):
+    with pytest.raises(DataError, match=r"1 images named in .* e\.g\. nope\.png"):
         load_localization_data(tmp_path / "labels.csv")
 
 
@@ -242,7 +242,7 @@ def test_msa_doubles_the_cam_resolution_of_timm_and_torchvision_backbones(msa, s
     import torchvision
 
     for backbone in (timm.create_model("resnet10t", in_chans=1),
-                     hyperinit.set_input_channels(torchvision.models.resnet18(), 1)):  # fmt: skip
+                     set_input_channels(torchvision.models.resnet18(), 1)):  # fmt: skip
         miner = AttentionMiner(backbone, 4, msa=msa, in_chans=1, image_size=256)
         maps = miner.heatmaps(torch.randn(2, 1, 256, 256), details=True)
         assert maps["steps"].shape == (2, 3, 4, size, size)
