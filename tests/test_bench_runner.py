@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+import hyperinit.bench.celldata as celldata
 import hyperinit.bench.runner as runner
 from hyperinit.bench import Cell, cell_path, run_cell
 from hyperinit.bench.tasks import SplitData
@@ -32,7 +33,7 @@ def fake_data(monkeypatch):
         calls.append(split)
         return _split({"train": 24, "val": 12, "test": 12}[split], hash(split) % 100)
 
-    monkeypatch.setattr(runner, "load_task_split", load)
+    monkeypatch.setattr(celldata, "load_task_split", load)
     return calls
 
 
@@ -100,14 +101,14 @@ def test_interrupted_cell_resumes_from_last_epoch(fake_data, tmp_path, monkeypat
     assert list((tmp_path / "resumed" / "cache" / "resume").glob("*.pt"))
 
     epochs_trained = {"n": 0}
-    real_batches = runner._Data.batches
+    real_batches = celldata.CellData.batches
 
     def counting(self, *a, **k):
         epochs_trained["n"] += 1
         return real_batches(self, *a, **k)
 
     monkeypatch.setattr(runner, "_evaluate", real_evaluate)
-    monkeypatch.setattr(runner._Data, "batches", counting)
+    monkeypatch.setattr(celldata.CellData, "batches", counting)
     resumed = run_cell(_cell(), tmp_path / "resumed", progress=False)
     assert epochs_trained["n"] == 2  # epochs 2 and 3 only
     assert resumed["curves"]["train_loss"] == pytest.approx(reference["curves"]["train_loss"])

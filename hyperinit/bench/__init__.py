@@ -1,7 +1,8 @@
 """The bundled benchmark suite: tasks, U-Net, cells, suites, Grad-CAM and the report."""
 
+from hyperinit.bench.cell import SCHEMES, Cell, cell_path
 from hyperinit.bench.metrics import accuracy, binary_auc, dice, macro_auc, quadratic_kappa
-from hyperinit.bench.runner import SCHEMES, Cell, build_model, cell_path, run_cell
+from hyperinit.bench.runner import build_model, run_cell
 from hyperinit.bench.tasks import TASKS, Task, get_task, load_task_split
 from hyperinit.bench.unet import UNet
 

@@ -1,4 +1,5 @@
-"""One benchmark cell: (task, architecture, init, label fraction, seed) -> metrics and curves.
+"""Running one benchmark cell: (task, architecture, init, label fraction, seed) -> metrics and
+curves (the cell itself: :mod:`hyperinit.bench.cell`, its data: :mod:`hyperinit.bench.celldata`).
 
 A finished cell is saved as JSON under ``<results>/cells/`` and never rerun; an unfinished one
 saves a checkpoint after every epoch under ``<cache>/`` and resumes from it.
@@ -12,16 +13,13 @@ saves a checkpoint after every epoch under ``<cache>/`` and resumes from it.
 from __future__ import annotations
 
 import copy
-import dataclasses
-import hashlib
 import inspect
 import json
 import logging
 import math
 import platform
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,116 +30,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from hyperinit.bench.cam import grad_cam, pick_cam_layer
-from hyperinit.bench.inits import InitFn, apply_init, hypernet_version, init_label
+from hyperinit.bench.cell import Cell, ModelFactory, cell_path
+from hyperinit.bench.celldata import CellData, ValView, cam_inputs, load_splits
+from hyperinit.bench.inits import apply_init
 from hyperinit.bench.metrics import dice
-from hyperinit.bench.tasks import SplitData, Task, classification_metrics, get_task, load_task_split
-from hyperinit.errors import BenchConfigError
+from hyperinit.bench.tasks import SplitData, Task, classification_metrics, get_task
 
-__all__ = ["SCHEMES", "Cell", "ModelFactory", "build_model", "cell_path", "run_cell"]
+__all__ = ["build_model", "run_cell"]
 
 log = logging.getLogger(__name__)
 
-#: ``factory(in_chans, num_classes) -> nn.Module`` (or a factory taking no arguments).
-ModelFactory = Callable[..., nn.Module]
-SCHEMES = ("all_layers", "last_layer_only", "layerwise", "bidirectional", "metalr")
 RESULT_VERSION = 1
-
-
-@dataclass
-class Cell:
-    """What one benchmark run trains and measures.
-
-    Attributes:
-        task: a key of :data:`hyperinit.bench.TASKS`.
-        arch: ``timm:NAME`` / ``torchvision:NAME``, or a model factory
-            ``f(in_chans, num_classes) -> nn.Module`` (give ``arch_name`` then). For the
-            segmentation task the name is the U-Net's encoder.
-        init: see :mod:`hyperinit.bench.inits` (``default``, ``hyperinit:xray``,
-            ``hyperinit:own``, ``hyperinit:auto``, ``c2l:<path>``) or ``f(model) -> None``.
-        fraction: share of the training labels used (stratified, ``data_seed``).
-        seed: seeds the model's default init, the hypernetwork's noise and the data order.
-        epochs, batch_size, lr: SGD (momentum 0.9, weight decay 1e-4), cosine schedule.
-        size: input px (the task's CPU default if None).
-        scheme: fine-tuning scheme, one of :data:`SCHEMES`.
-        cam_epochs: epochs after which Grad-CAMs of ``cam_images`` test images are stored.
-        max_train, max_eval: cap the images per split (tiny runs, tests).
-        min_steps_per_epoch: small training sets are repeated to at least this many batches.
-    """
-
-    task: str
-    arch: str | ModelFactory = "timm:resnet18"
-    init: str | InitFn = "default"
-    fraction: float = 0.1
-    seed: int = 0
-    epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.01
-    size: int | None = None
-    scheme: str = "all_layers"
-    cam_epochs: tuple[int, ...] = ()
-    cam_images: int = 4
-    max_train: int | None = None
-    max_eval: int | None = None
-    min_steps_per_epoch: int = 8
-    data_seed: int = 0
-    arch_name: str | None = None
-    init_name: str | None = None
-    tags: tuple[str, ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        self.cam_epochs = tuple(self.cam_epochs)
-        self.tags = tuple(self.tags)
-        if self.scheme not in SCHEMES:
-            raise BenchConfigError(f"unknown scheme {self.scheme!r}; choose from {SCHEMES}.")
-        if not 0 < self.fraction <= 1:
-            raise BenchConfigError(f"fraction must be in (0, 1], got {self.fraction}.")
-        get_task(self.task)
-
-    @property
-    def arch_label(self) -> str:
-        if self.arch_name:
-            return self.arch_name
-        if callable(self.arch):
-            name = getattr(self.arch, "__name__", "")
-            if not name or name == "<lambda>":
-                raise BenchConfigError("give a model factory a name (arch_name=...)")
-            return name
-        return self.arch
-
-    @property
-    def init_label(self) -> str:
-        return init_label(self.init, self.init_name)
-
-    @property
-    def input_size(self) -> int:
-        return self.size or get_task(self.task).size
-
-    def config(self) -> dict:
-        """The cell as JSON-able settings (callables by name)."""
-        d = dataclasses.asdict(self)
-        d["arch"], d["init"], d["size"] = self.arch_label, self.init_label, self.input_size
-        if isinstance(self.init, str) and self.init.startswith("c2l:"):
-            d["init_path"] = self.init.partition(":")[2]
-        d.pop("arch_name"), d.pop("init_name")
-        version = hypernet_version(self.init, get_task(self.task).modality)
-        if version:  # a trained or user checkpoint: its own cells
-            d["hypernet"] = version
-        return d
-
-    def key(self) -> str:
-        """File-name key: readable fields plus a hash of the whole configuration."""
-        cfg = self.config()
-        digest = hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:8]
-        parts = [self.task, cfg["arch"], cfg["init"], f"f{self.fraction:g}", f"s{self.seed}"]
-        if self.scheme != "all_layers":
-            parts.append(self.scheme)
-        safe = "__".join(p.replace("/", "-").replace(":", "-") for p in parts)
-        return f"{safe}__{digest}"
-
-
-def cell_path(cell: Cell, results_dir: str | Path) -> Path:
-    """Where a finished cell's JSON lives."""
-    return Path(results_dir) / "cells" / f"{cell.key()}.json"
 
 
 def build_model(arch: str | ModelFactory, task: Task, num_classes: int) -> nn.Module:
@@ -172,45 +71,15 @@ def _trainable(model: nn.Module, scheme: str) -> list[nn.Parameter]:
     return schemes.bidirectional(model, m, n)
 
 
-class _Data:
-    """The cell's splits as normalised float batches."""
-
-    def __init__(self, splits: dict[str, SplitData], device: torch.device) -> None:
-        self.splits, self.device = splits, device
-        x = splits["train"].x.float() / 255
-        self.mean, self.std = x.mean().item(), max(x.std().item(), 1e-3)
-
-    def prep(self, x: torch.Tensor) -> torch.Tensor:
-        return ((x.float() / 255 - self.mean) / self.std).to(self.device)
-
-    def batches(
-        self, bs: int, gen: torch.Generator, min_steps: int
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        tr = self.splits["train"]
-        n = len(tr)
-        bs = min(bs, n)
-        steps = max(n // bs, min_steps)
-        reps = math.ceil(steps * bs / n)
-        order = torch.cat([torch.randperm(n, generator=gen) for _ in range(reps)])
-        for i in range(steps):
-            idx = order[i * bs : (i + 1) * bs]
-            x, y = tr.x[idx], tr.y[idx]
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            if y.ndim == 4:
-                y = torch.where(flip[:, None, None, None], y.flip(-1), y)
-            yield self.prep(x), y.to(self.device)
-
-
 @torch.no_grad()
-def _predict(model: nn.Module, data: _Data, split: SplitData, bs: int = 128) -> torch.Tensor:
+def _predict(model: nn.Module, data: CellData, split: SplitData, bs: int = 128) -> torch.Tensor:
     model.eval()
     out = [model(data.prep(split.x[i : i + bs])).float().cpu() for i in range(0, len(split), bs)]
     model.train()
     return torch.cat(out)
 
 
-def _evaluate(model: nn.Module, data: _Data, split: SplitData, task: Task) -> dict:
+def _evaluate(model: nn.Module, data: CellData, split: SplitData, task: Task) -> dict:
     logits = _predict(model, data, split)
     if task.kind == "segmentation":
         pred = logits > 0
@@ -225,39 +94,6 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, task: Task) -> torch.Tensor:
         soft_dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
         return F.binary_cross_entropy_with_logits(logits, y) + soft_dice
     return F.cross_entropy(logits, y)
-
-
-def _cap(split: SplitData, n: int | None) -> SplitData:
-    if n is None or len(split) <= n:
-        return split
-    idx = torch.linspace(0, len(split) - 1, n).round().long()  # spread over classes
-    return SplitData(
-        split.x[idx],
-        split.y[idx],
-        [split.files[i] for i in idx.tolist()],
-        split.classes,
-        None if split.fov is None else split.fov[idx],
-    )
-
-
-def _load_splits(cell: Cell, task: Task, data_root: str | None, cache: Path | None) -> dict:
-    size = cell.input_size
-    kw = {"size": size, "root": data_root, "cache_dir": cache}
-    train = load_task_split(task, "train", fraction=cell.fraction, data_seed=cell.data_seed, **kw)
-    test = load_task_split(task, "test", **kw)
-    val = test if task.kind == "segmentation" else load_task_split(task, "val", **kw)
-    return {
-        "train": _cap(train, cell.max_train),
-        "val": _cap(val, cell.max_eval),
-        "test": _cap(test, cell.max_eval),
-    }
-
-
-def _cam_inputs(split: SplitData, k: int) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """The first ``k`` test images of the non-first classes (the findings), else any."""
-    idx = [i for i in range(len(split)) if int(split.y[i]) != 0][:k] or list(range(k))
-    idx = idx[: min(k, len(split))]
-    return split.x[idx], split.y[idx], [split.files[i] for i in idx]
 
 
 def run_cell(
@@ -290,8 +126,8 @@ def run_cell(
     resume_path = cache / "resume" / f"{cell.key()}.pt"
     task = get_task(cell.task)
     device = torch.device(device)
-    splits = _load_splits(cell, task, data_root, cache / "data")
-    data = _Data(splits, device)
+    splits = load_splits(cell, task, data_root, cache / "data")
+    data = CellData(splits, device)
     n_classes = 1 if task.kind == "segmentation" else len(splits["train"].classes)
 
     torch.manual_seed(cell.seed)
@@ -331,7 +167,7 @@ def run_cell(
     cam_files: list[str] = []
     if cell.cam_epochs and task.kind == "classification":
         cam_layer = pick_cam_layer(model, example)
-        cx, cam_y, cam_files = _cam_inputs(splits["test"], cell.cam_images)
+        cx, cam_y, cam_files = cam_inputs(splits["test"], cell.cam_images)
         cam_x = data.prep(cx)
 
     state: dict[str, Any] = {
@@ -357,7 +193,7 @@ def run_cell(
     val_gen = torch.Generator().manual_seed(cell.seed + 1000)
 
     def val_batches() -> Iterator:  # cycles through the validation split
-        view = _ValView(data)
+        view = ValView(data)
         while True:
             yield from view.batches(cell.batch_size, val_gen, 1)
 
@@ -453,11 +289,3 @@ def run_cell(
     tmp.replace(out)
     resume_path.unlink(missing_ok=True)
     return result
-
-
-class _ValView(_Data):
-    """The validation split seen as a training split (MetaLR's meta batches, no flips used)."""
-
-    def __init__(self, data: _Data) -> None:
-        self.splits = {"train": data.splits["val"]}
-        self.device, self.mean, self.std = data.device, data.mean, data.std

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hyperinit.bench.runner import Cell
+from hyperinit.bench.cell import Cell
 from hyperinit.bench.tasks import TASKS
 from hyperinit.errors import BenchConfigError
 
@@ -224,7 +224,8 @@ def run_suite(
     """
     from tqdm.auto import tqdm
 
-    from hyperinit.bench.runner import cell_path, run_cell
+    from hyperinit.bench.cell import cell_path
+    from hyperinit.bench.runner import run_cell
 
     i, n = shard
     chosen = [
