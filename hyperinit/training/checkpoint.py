@@ -10,12 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
-from torch import nn
-from torch.optim import Optimizer
 
 from hyperinit.errors import TrainingError
 from hyperinit.training.config import TrainConfig
@@ -24,6 +23,7 @@ __all__ = [
     "LOG_NAME",
     "RESUME_KEYS",
     "STATE_NAME",
+    "Stateful",
     "load_state",
     "save_state",
     "truncate_log",
@@ -46,24 +46,24 @@ RESUME_KEYS = (
 )
 
 
+class Stateful(Protocol):
+    """A module or optimizer: what a training state is saved from and loaded into."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> Any: ...
+
+
 def save_state(
-    path: Path,
-    *,
-    step: int,
-    elapsed: float,
-    config: TrainConfig,
-    hypernet: nn.Module,
-    objective: nn.Module,
-    optimizer: Optimizer,
+    path: Path, step: int, elapsed: float, config: TrainConfig, parts: Mapping[str, Stateful]
 ) -> None:
-    """Write the exact training state to ``path`` (atomic replace)."""
+    """Write the exact training state to ``path`` (atomic replace): the step, the elapsed time,
+    the config and the state dict of each of ``parts`` (hypernetwork, objective, optimizer)."""
     state = {
         "step": step,
         "elapsed": elapsed,
         "config": json.dumps(config.to_dict()),
-        "hypernet": hypernet.state_dict(),
-        "objective": objective.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        **{name: part.state_dict() for name, part in parts.items()},
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -71,16 +71,10 @@ def save_state(
 
 
 def load_state(
-    path: Path,
-    *,
-    config: TrainConfig,
-    hypernet: nn.Module,
-    objective: nn.Module,
-    optimizer: Optimizer,
-    device: torch.device,
+    path: Path, config: TrainConfig, parts: Mapping[str, Stateful], device: torch.device
 ) -> tuple[int, float] | None:
-    """Load the state at ``path`` into the modules and optimizer; returns ``(step, elapsed)``,
-    or None when there is no state. Raises :class:`TrainingError` for a run of other settings."""
+    """Load the state at ``path`` into ``parts``; returns ``(step, elapsed)``, or None when there
+    is no state. Raises :class:`TrainingError` for a run of other settings (:data:`RESUME_KEYS`)."""
     if not path.is_file():
         return None
     state = torch.load(path, map_location=device, weights_only=True)
@@ -92,9 +86,8 @@ def load_state(
             f"{path} belongs to a run with other settings ({', '.join(differ)}); "
             "use another --out folder or the same settings to resume."
         )
-    hypernet.load_state_dict(state["hypernet"])
-    objective.load_state_dict(state["objective"])
-    optimizer.load_state_dict(state["optimizer"])
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
     return int(state["step"]), float(state["elapsed"])
 
 

@@ -34,6 +34,7 @@ from hyperinit.training.archs import ArchCache, TrainedArch, seed_of
 from hyperinit.training.checkpoint import (
     LOG_NAME,
     STATE_NAME,
+    Stateful,
     load_state,
     save_state,
     truncate_log,
@@ -199,30 +200,17 @@ class HyperTrainer:
     def state_path(self) -> Path:
         return self.out / STATE_NAME
 
+    def _parts(self) -> dict[str, Stateful]:
+        return {"hypernet": self.hypernet, "objective": self.objective, "optimizer": self.optimizer}
+
     def save_state(self) -> None:
         """Write the exact training state (rank 0; atomic replace)."""
-        if self.rank != 0:
-            return
-        save_state(
-            self.state_path,
-            step=self.step,
-            elapsed=self.elapsed,
-            config=self.config,
-            hypernet=self.hypernet,
-            objective=self.objective,
-            optimizer=self.optimizer,
-        )
+        if self.rank == 0:
+            save_state(self.state_path, self.step, self.elapsed, self.config, self._parts())
 
     def load_state(self) -> bool:
         """Resume from ``out/train_state.pt`` if it exists; returns whether it did."""
-        loaded = load_state(
-            self.state_path,
-            config=self.config,
-            hypernet=self.hypernet,
-            objective=self.objective,
-            optimizer=self.optimizer,
-            device=self.device,
-        )
+        loaded = load_state(self.state_path, self.config, self._parts(), self.device)
         if loaded is None:
             return False
         self.step, self.elapsed = loaded
