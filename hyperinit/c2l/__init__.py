@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from hyperinit.c2l.augment import Cutout, TwoViews, default_augment, default_normalization
+from hyperinit.c2l.backbone import strip_head
+from hyperinit.c2l.checkpointing import C2LHistory
+from hyperinit.c2l.export import C2LBackbone, load_backbone
 from hyperinit.c2l.loss import (
     C2LLossOutput,
     batch_mixup,
@@ -12,11 +15,12 @@ from hyperinit.c2l.loss import (
     mix,
     sample_lambda,
 )
-from hyperinit.c2l.pretrainer import C2LHistory, C2LPretrainer, load_backbone, strip_head
+from hyperinit.c2l.pretrainer import C2LPretrainer
 from hyperinit.c2l.queue import SEED_QUEUE_SHARE, FeatureQueue, suggested_queue_size
 
 __all__ = [
     "SEED_QUEUE_SHARE",
+    "C2LBackbone",
     "C2LHistory",
     "C2LLossOutput",
     "C2LPretrainer",
