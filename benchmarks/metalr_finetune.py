@@ -36,8 +36,8 @@ import torchvision
 from PIL import Image
 from tqdm import tqdm
 
-from hyperinit.finetune import all_layers, bidirectional, layerwise
 from hyperinit.metalr import MetaLROptimizer, layer_groups
+from hyperinit.metalr.schemes import all_layers, bidirectional, layerwise
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
