@@ -1,0 +1,75 @@
+"""Small statistics of benchmark runs: paired differences over seeds and loss spikes.
+
+>>> mean_se([0.1, 0.3])
+(0.2, 0.1)
+>>> loss_spike([1.0, 0.8, 1.5])
+True
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+
+__all__ = ["SPIKE", "loss_spike", "mean_se", "paired_gain", "spike_count"]
+
+log = logging.getLogger(__name__)
+
+#: An epoch whose mean training loss exceeds the previous epoch's by this factor is a spike.
+SPIKE = 1.5
+
+
+def mean_se(xs: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample standard deviation / sqrt(n)) of ``xs``.
+
+    The standard error of a single value is ``nan``.
+
+    Raises:
+        statistics.StatisticsError: ``xs`` is empty.
+    """
+    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
+    return statistics.mean(xs), se
+
+
+def paired_gain(
+    rows: Iterable[dict], task: str, arch: str, base: str, other: str
+) -> tuple[float, float, int]:
+    """The paired difference ``other - base`` over seeds for one task and architecture.
+
+    Args:
+        rows: one dict per run with ``task``, ``arch``, ``init``, ``seed`` and ``score``.
+        task, arch: the runs to compare.
+        base, other: the two inits; only seeds run with both are paired.
+
+    Returns:
+        The mean and standard error over seeds of ``other - base``, and in how many seeds
+        ``other`` is ahead.
+
+    Raises:
+        statistics.StatisticsError: no seed has both inits.
+    """
+    score = {
+        (r["init"], r["seed"]): r["score"] for r in rows if (r["task"], r["arch"]) == (task, arch)
+    }
+    d = [
+        score[(other, s)] - score[(base, s)]
+        for (n, s) in score
+        if n == base and (other, s) in score
+    ]
+    if not d:
+        log.warning("paired_gain: no seed of %s %s has both %s and %s", task, arch, base, other)
+    mean, se = mean_se(d)
+    return mean, se, sum(x > 0 for x in d)
+
+
+def loss_spike(train_loss: Sequence[float], factor: float = SPIKE) -> bool:
+    """Whether some epoch's mean training loss exceeds the previous epoch's ``factor``-fold."""
+    return any(now > factor * before for before, now in itertools.pairwise(train_loss))
+
+
+def spike_count(curves: Iterable[Sequence[float]], factor: float = SPIKE) -> int:
+    """How many of the training-loss curves ``curves`` have a :func:`loss_spike`."""
+    return sum(loss_spike(c, factor) for c in curves)
