@@ -15,7 +15,7 @@ from tests.conftest import REPO
 
 def _coords_script():
     spec = importlib.util.spec_from_file_location(
-        "modality_coords", REPO / "benchmarks" / "modality_coords.py"
+        "modality_coords", REPO / "tools" / "modality_coords.py"
     )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

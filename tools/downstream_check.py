@@ -6,96 +6,37 @@ hyperinit.archspace.HELD_OUT_MODELS) on the modality's task with 10 % of the tra
 from the modality's trained checkpoint (hyperinit/checkpoints/<modality>) and, optionally, from
 the untrained reference hypernetwork (separates the effect of training from hyperinit's scaling).
 Uses hyperinit.bench.run_cell (cached per cell, so re-running resumes). Writes
-``benchmarks/results/downstream_<modality>.{json,md,png}``.
+``tools/results/downstream_<modality>.{json,md,png}`` and the downstream line of the model card.
 
-    python benchmarks/downstream_check.py --modalities xray ct --inits default trained reference
+    python tools/downstream_check.py --modalities xray ct --inits default trained reference
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
-import math
 import statistics
 from pathlib import Path
 
 import torch
 
-from hyperinit.bench.runner import Cell, run_cell
+from hyperinit.bench.quick import (
+    ARCHS,
+    TASK,
+    checkpoint_dir,
+    checkpoint_init,
+    quick_cell,
+    quick_size,
+    run_quick,
+)
+from hyperinit.bench.stats import SPIKE, loss_spike
 from hyperinit.bench.tasks import get_task
 
-TASK = {
-    "xray": "chest_xray",
-    "ct": "ct_covid",
-    "ultrasound": "busi",
-    "dermoscopy": "dermamnist",
-    "fundus": "drive",
-    "mixed": "chest_xray",
-}
-ARCHS = ("timm:resnet18", "timm:regnetx_002", "timm:mobilenetv3_small_100")
-RESULTS = Path("benchmarks/results")
-#: An epoch whose mean training loss exceeds the previous epoch's by this factor is a spike.
-SPIKE = 1.5
-
-
-def quick_cell(
-    task: str,
-    arch: str,
-    init: object,
-    seed: int,
-    *,
-    size: int = 64,
-    init_name: str | None = None,
-    epochs: int = 5,
-) -> Cell:
-    """One fine-tuning of the quick downstream check: 10 % of the labels, 5 epochs."""
-    return Cell(
-        task=task,
-        arch=arch,
-        init=init,
-        init_name=init_name,
-        fraction=0.1,
-        seed=seed,
-        epochs=epochs,
-        size=size,
-    )
-
-
-def run_quick(cell: Cell, cells_dir: Path) -> dict:
-    """Run (or read back) a quick-check cell; the data cache is shared by all scripts."""
-    return run_cell(cell, cells_dir, cache_dir=Path("runs/downstream_cache"), progress=False)
-
-
-def paired_gain(
-    rows: list[dict], task: str, arch: str, base: str, other: str
-) -> tuple[float, float, int]:
-    """Mean and standard error over seeds of ``other - base`` (rows with ``task``, ``arch``,
-    ``init``, ``seed`` and ``score``), and in how many seeds ``other`` is ahead."""
-    score = {
-        (r["init"], r["seed"]): r["score"] for r in rows if (r["task"], r["arch"]) == (task, arch)
-    }
-    d = [
-        score[(other, s)] - score[(base, s)]
-        for (n, s) in score
-        if n == base and (other, s) in score
-    ]
-    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return statistics.mean(d), se, sum(x > 0 for x in d)
-
-
-def loss_spike(train_loss: list[float]) -> bool:
-    """Whether some epoch's mean training loss exceeds the previous epoch's ``SPIKE``-fold."""
-    return any(now > SPIKE * before for before, now in itertools.pairwise(train_loss))
-
-
-def _init(modality: str, name: str) -> str:
-    if name == "default":
-        return "default"
-    if name == "reference":
-        return "hyperinit:hyperinit/checkpoints/reference"
-    return f"hyperinit:hyperinit/checkpoints/{modality}"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "tools" / "results"
+CELLS = ROOT / "runs" / "downstream"
+DATA_CACHE = ROOT / "runs" / "downstream_cache"
 
 
 def check(
@@ -107,7 +48,7 @@ def check(
     reference_seeds: int | None = None,
 ) -> dict:
     task = get_task(TASK[modality])
-    size = 128 if task.kind == "segmentation" else 64
+    size = quick_size(task.name)
     rows = []
     for seed in range(seeds):
         for arch in ARCHS:
@@ -117,14 +58,14 @@ def check(
                 cell = quick_cell(
                     task.name,
                     arch,
-                    _init(modality, name),
+                    checkpoint_init(modality, name),
                     seed,
                     size=size,
                     # trained: the checkpoint folder's label, shared with compare_checkpoints.py
                     init_name=None if name == "trained" else name,
                     epochs=epochs,
                 )
-                r = run_quick(cell, cells_dir)
+                r = run_quick(cell, cells_dir, DATA_CACHE)
                 spike = loss_spike(r["curves"]["train_loss"])
                 rows.append(
                     {"arch": arch, "init": name, "seed": seed, **r["test"], "loss_spike": spike}
@@ -161,9 +102,10 @@ def check(
     }
 
 
-def write(result: dict) -> None:
+def write(result: dict, out: Path = RESULTS) -> None:
     m = result["modality"]
-    (RESULTS / f"downstream_{m}.json").write_text(json.dumps(result, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"downstream_{m}.json").write_text(json.dumps(result, indent=2) + "\n")
     metric = result["metric"]
     inits = sorted(
         {r["init"] for r in result["rows"]}, key=["default", "reference", "trained"].index
@@ -173,7 +115,7 @@ def write(result: dict) -> None:
         "",
         f"10 % of the training labels, {result['seeds']} seeds, {result['epochs']} epochs, "
         f"{result['size']} px, test {metric} (epoch with the best validation {metric}); "
-        f"`python benchmarks/downstream_check.py --modalities {m} --seeds {result['seeds']} "
+        f"`python tools/downstream_check.py --modalities {m} --seeds {result['seeds']} "
         f"--inits {' '.join(inits)}"
         + (f" --reference-seeds {rs}" if (rs := result.get("reference_seeds")) else "")
         + "`. ResNet-18 plus two "
@@ -209,7 +151,7 @@ def write(result: dict) -> None:
         )
         + ".",
     ]
-    (RESULTS / f"downstream_{m}.md").write_text("\n".join(lines) + "\n")
+    (out / f"downstream_{m}.md").write_text("\n".join(lines) + "\n")
     _update_card(result)
     try:
         import matplotlib
@@ -235,13 +177,13 @@ def write(result: dict) -> None:
     ax.set_title(f"{m} checkpoint on {result['task']} (10 % labels)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"downstream_{m}.png", dpi=110)
+    fig.savefig(out / f"downstream_{m}.png", dpi=110)
     plt.close(fig)
 
 
 def _update_card(result: dict) -> None:
     """Put the downstream numbers in the checkpoint's model card (README.md is not pinned)."""
-    card = Path(f"hyperinit/checkpoints/{result['modality']}/README.md")
+    card = checkpoint_dir(result["modality"]) / "README.md"
     if not card.exists():
         return
     parts = []
@@ -254,7 +196,7 @@ def _update_card(result: dict) -> None:
         f"- **Downstream** ({result['task']}, 10 % labels, {result['epochs']} epochs, "
         f"{result['size']} px, test {result['metric']}, mean of {result['seeds']} seeds, this "
         f"checkpoint vs PyTorch default init): " + "; ".join(parts) + ". Details: "
-        f"`benchmarks/results/downstream_{result['modality']}.md` in the hyperinit repository.\n"
+        f"`tools/results/downstream_{result['modality']}.md` in the hyperinit repository.\n"
     )
     lines = card.read_text().splitlines(keepends=True)
     lines = [line if x.startswith("- **Downstream**") else x for x in lines]
@@ -270,16 +212,19 @@ def main() -> None:
     p.add_argument(
         "--reference-seeds", type=int, default=None, help="fewer seeds for the reference init"
     )
-    p.add_argument("--cells", default="runs/downstream")
+    p.add_argument("--cells", type=Path, default=CELLS, help="cell cache (default runs/downstream)")
+    p.add_argument(
+        "--out", type=Path, default=RESULTS, help="results folder (default tools/results)"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for m in args.modalities:
-        if not Path(f"hyperinit/checkpoints/{m}/model.safetensors").exists():
+        if not (checkpoint_dir(m) / "model.safetensors").exists():
             logging.warning("no trained checkpoint for %s yet; skipped", m)
             continue
-        cells = Path(args.cells)
-        write(check(m, args.inits, args.seeds, args.epochs, cells, args.reference_seeds))
+        result = check(m, args.inits, args.seeds, args.epochs, args.cells, args.reference_seeds)
+        write(result, args.out)
 
 
 if __name__ == "__main__":

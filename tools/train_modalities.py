@@ -3,11 +3,11 @@
 For each modality: train on its training images only (hyperinit.data.pretraining_files; never a
 test image), score predicted held-out architectures on the self-supervised task with no training
 (trained vs the untrained reference hypernetwork), export the hypernetwork with its model card to
-``hyperinit/checkpoints/<modality>/`` and write ``benchmarks/results/train_<modality>.json``;
+``hyperinit/checkpoints/<modality>/`` and write ``tools/results/train_<modality>.json``;
 finally ``train_summary.{json,md}`` (throughput, wall time, scores). Re-running resumes an
 interrupted modality and skips finished ones.
 
-    nohup python benchmarks/train_modalities.py > runs/modalities.log 2>&1 &
+    nohup python tools/train_modalities.py > runs/modalities.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ DATA_TEXT = {
     "fundus": "DRIVE official training images (20), random crops of 3-30 % of the area",
     "mixed": "all five training sets above together",
 }
-RESULTS = Path("benchmarks/results")
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "tools" / "results"
+CHECKPOINTS = ROOT / "hyperinit" / "checkpoints"
 
 
 def _config(modality: str, args: argparse.Namespace) -> TrainConfig:
@@ -220,13 +222,13 @@ tags: [hypernetwork, initialization, medical-imaging, {modality}]
   {m["probe_reference_score"]:.3f}. Trained ahead on {ssl["trained_ahead"]} /
   {ssl["architectures"]} architectures ({ssl["probe_trained_ahead"]} / {ssl["architectures"]}
   with the fitted head).
-- **Downstream**: see `benchmarks/results/downstream_{modality}.md` in the hyperinit repository.
+- **Downstream**: see `tools/results/downstream_{modality}.md` in the hyperinit repository.
 - **Caveat**: {_total_wall(summary) / 60:.0f} minutes of CPU training in all; the budget of the
   seed paper is 50 epochs on a GPU.
 """
 
 
-def fix_cards(export_dir: Path = Path("hyperinit/checkpoints")) -> None:
+def fix_cards(export_dir: Path = CHECKPOINTS) -> None:
     """Say in each model card how much of the schedule ran (README.md is not pinned)."""
     import re
 
@@ -250,7 +252,7 @@ def fix_cards(export_dir: Path = Path("hyperinit/checkpoints")) -> None:
         card.write_text(text)
 
 
-def register(export_dir: Path = Path("hyperinit/checkpoints")) -> dict:
+def register(export_dir: Path = CHECKPOINTS) -> dict:
     """Pin every exported modality checkpoint in hyperinit/modalities.py (``_TRAINED``)."""
     import re
 
@@ -271,7 +273,7 @@ def register(export_dir: Path = Path("hyperinit/checkpoints")) -> dict:
         + f'        }},\n        "{date}",\n    ),\n'
         for m, (sha, date) in pins.items()
     )
-    src = Path("hyperinit/modalities.py")
+    src = ROOT / "hyperinit" / "modalities.py"
     text = src.read_text()
     empty = "_TRAINED: dict[str, tuple[dict[str, str], str]] = {}\n"
     filled = "_TRAINED: dict[str, tuple[dict[str, str], str]] = {\n" + body + "}\n"
@@ -303,8 +305,8 @@ def main() -> None:
     p.add_argument("--inner-lr", type=float, default=0.1, help="bi-level: inner SGD rate")
     p.add_argument("--scale-range", type=float, default=None, help="learned weight scale range")
     p.add_argument("--time-limit", type=float, default=600.0, help="per modality, seconds")
-    p.add_argument("--runs", default="runs/modalities")
-    p.add_argument("--export-dir", default="hyperinit/checkpoints")
+    p.add_argument("--runs", default=str(ROOT / "runs" / "modalities"))
+    p.add_argument("--export-dir", default=str(CHECKPOINTS))
     p.add_argument("--only", nargs="*", default=None)
     p.add_argument(
         "--results", default=str(RESULTS), help="where train_<modality>.json and the summary go"
@@ -365,7 +367,7 @@ def write_summary() -> None:
     lines = [
         "# Hypernetwork training: throughput, wall time, self-supervised score",
         "",
-        "`python benchmarks/train_modalities.py` (1 CPU thread each, on a 2-core machine "
+        "`python tools/train_modalities.py` (1 CPU thread each, on a 2-core machine "
         "shared with other jobs, so times are upper bounds). Score: the objective's accuracy "
         "on test-split images, predicted held-out architectures, no training of those "
         "networks; trained = this checkpoint with its task head, reference = the untrained "

@@ -1,16 +1,16 @@
 """Does bi-level training (with a learned weight scale) make a checkpoint fine-tune better?
 
 Continues the shipped ultrasound checkpoint with ``TrainConfig.inner_steps = 1`` and
-``scale_range = 4`` under a few schedules (``benchmarks/train_modalities.py --init-dir``), then
+``scale_range = 4`` under a few schedules (``tools/train_modalities.py --init-dir``), then
 compares each candidate with the shipped checkpoint downstream, paired by seed
-(``compare_checkpoints.compare``: ResNet-18, RegNetX, MobileNetV3-S on BUSI, 10 % of the
-labels, 5 epochs). Ultrasound is the modality whose checkpoint misses the self-supervised
-acceptance point and trails default init on both held-out architectures. Finished trainings
-and cells are reused, so re-running resumes. Writes
-``benchmarks/results/bilevel_ultrasound.{json,md,png}`` (the per-candidate comparisons are in
-``compare_ultrasound_bilevel_<name>.md``; the training results in ``results/bilevel/``).
+(``hyperinit.bench.quick.compare_checkpoints``: ResNet-18, RegNetX, MobileNetV3-S on BUSI, 10 %
+of the labels, 5 epochs). Ultrasound is the modality whose checkpoint misses the
+self-supervised acceptance point and trails default init on both held-out architectures.
+Finished trainings and cells are reused, so re-running resumes. Writes
+``bilevel_ultrasound.{json,md,png}`` beside this script (the per-candidate comparisons are in
+``compare_ultrasound_bilevel_<name>.md``; the training results in ``bilevel/``).
 
-    python benchmarks/bilevel_pilot.py --seeds 12
+    python research/bilevel_pilot/bilevel_pilot.py --seeds 12
 """
 
 from __future__ import annotations
@@ -23,15 +23,24 @@ import sys
 from pathlib import Path
 
 import torch
-from compare_checkpoints import compare
-from compare_checkpoints import write as write_compare
-from downstream_check import RESULTS
 
 import hyperinit
+from hyperinit.bench.quick import (
+    ARCHS,
+    checkpoint_dir,
+    compare_checkpoints,
+    shown_path,
+    write_comparison,
+)
 
 MODALITY = "ultrasound"
-SHIPPED = Path("hyperinit/checkpoints") / MODALITY
-RUNS = Path("runs/bilevel")
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent
+TOOLS = ROOT / "tools"
+SHIPPED = checkpoint_dir(MODALITY)
+RUNS = ROOT / "runs" / "bilevel"
+CELLS = ROOT / "runs" / "downstream"
+DATA_CACHE = ROOT / "runs" / "downstream_cache"
 #: name -> (steps, AdamW lr, warmup, time limit s, inner SGD rate)
 VARIANTS = {
     "lr0.03": (200, 5e-4, 10, 480, 0.03),
@@ -39,7 +48,6 @@ VARIANTS = {
     "long01": (600, 1e-3, 20, 900, 0.1),
     "long03": (600, 1e-3, 20, 900, 0.3),
 }
-ARCHS = ("timm:resnet18", "timm:regnetx_002", "timm:mobilenetv3_small_100")
 
 
 def train(name: str) -> Path:
@@ -50,7 +58,7 @@ def train(name: str) -> Path:
     if not (export / "model.safetensors").is_file():
         cmd = [
             sys.executable,
-            "benchmarks/train_modalities.py",
+            str(TOOLS / "train_modalities.py"),
             "--init-dir",
             str(SHIPPED.parent),
             "--steps",
@@ -97,8 +105,8 @@ def run(seeds: int) -> dict:
         export = train(name)
         trained = json.loads((RESULTS / "bilevel" / name / f"train_{MODALITY}.json").read_text())
         ssl = trained["self_supervised_held_out"]
-        cmp = compare(MODALITY, SHIPPED, export, seeds, Path("runs/downstream"))
-        write_compare(cmp, f"bilevel_{name}")
+        cmp = compare_checkpoints(MODALITY, SHIPPED, export, seeds, CELLS, DATA_CACHE)
+        write_comparison(cmp, f"bilevel_{name}", RESULTS)
         rows.append(
             {
                 "name": name,
@@ -115,12 +123,12 @@ def run(seeds: int) -> dict:
                 "scales": _scales(export),
             }
         )
-    shipped = json.loads((RESULTS / f"train_{MODALITY}.json").read_text())
+    shipped = json.loads((TOOLS / "results" / f"train_{MODALITY}.json").read_text())
     ssl = shipped["self_supervised_held_out"]
     return {
         "modality": MODALITY,
         "seeds": seeds,
-        "shipped": str(SHIPPED),
+        "shipped": shown_path(SHIPPED),
         "shipped_ssl": ssl["mean"],
         "rows": rows,
     }
@@ -140,7 +148,7 @@ def write(result: dict) -> None:
         f"epochs, {n} seeds paired with the shipped checkpoint (candidate - shipped, ± standard "
         "error over the 3 architectures x seeds); validation = mean best validation macro AUC "
         "(shipped -> candidate); scale = median learned multiplier. "
-        f"`python benchmarks/bilevel_pilot.py --seeds {n}`.",
+        f"`python research/bilevel_pilot/bilevel_pilot.py --seeds {n}`.",
         "",
         "| candidate | steps | inner lr | SSL (ahead) | test, paired | validation R18 / RegNetX "
         "/ MNv3 | MNv3 spikes | scale R18 / RegNetX / MNv3 |",

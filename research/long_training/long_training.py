@@ -1,15 +1,16 @@
 """Longer hypernetwork training: self-supervised score vs downstream, and why.
 
-For each modality retrained for the full schedule (``train_modalities.py --steps 1200 --runs
-runs/long --export-dir runs/long/ckpt --results runs/long/results``) and compared downstream
-with ``compare_checkpoints.py --b runs/long/ckpt/<modality> --name long``, this puts side by
-side: the held-out self-supervised score of the shipped (short) and the long checkpoint, the
-paired downstream difference, and what the predicted weights look like: the structured
-(rank-16) share of each predicted weight's variance and the effective rank of the predicted
-weights (exp of the entropy of the normalised singular values, as a fraction of full rank),
-for ResNet-18 and MobileNetV3-Small. Writes ``benchmarks/results/train_long.{json,md,png}``.
+For each modality retrained for the full schedule (``tools/train_modalities.py --steps 1200
+--runs runs/long --export-dir runs/long/ckpt --results runs/long/results``) and compared
+downstream with ``benchmarks/compare_checkpoints.py --out research/long_training --b
+runs/long/ckpt/<modality> --name long``, this puts side by side: the held-out self-supervised
+score of the shipped (short) and the long checkpoint, the paired downstream difference, and
+what the predicted weights look like: the structured (rank-16) share of each predicted weight's
+variance and the effective rank of the predicted weights (exp of the entropy of the normalised
+singular values, as a fraction of full rank), for ResNet-18 and MobileNetV3-Small. Writes
+``train_long.{json,md,png}`` beside this script.
 
-    python benchmarks/long_training.py
+    python research/long_training/long_training.py
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from pathlib import Path
 import timm
 import torch
 
+from hyperinit.bench.quick import checkpoint_dir
 from hyperinit.graph.trace import trace
 from hyperinit.hub import sha256_file
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.hypernet.roles import assign_roles
 
-RESULTS = Path("benchmarks/results")
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent
+TRAINED = ROOT / "tools" / "results"
 ARCHS = ("resnet18", "mobilenetv3_small_100")
 
 
@@ -52,18 +56,18 @@ def weight_structure(hypernet: HyperInitializer, arch: str) -> dict:
 
 
 def summarise(long_dir: Path) -> dict:
-    reference = HyperInitializer.from_pretrained("hyperinit/checkpoints/reference")
+    reference = HyperInitializer.from_pretrained(checkpoint_dir("reference"))
     out: dict = {"reference": {a: weight_structure(reference, a) for a in ARCHS}, "rows": []}
     for res in sorted((long_dir / "results").glob("train_*.json")):
         modality = res.stem.removeprefix("train_")
         compare = RESULTS / f"compare_{modality}_long.json"
         if modality == "summary" or not compare.exists():
             continue
-        short_run = json.loads((RESULTS / f"train_{modality}.json").read_text())
+        short_run = json.loads((TRAINED / f"train_{modality}.json").read_text())
         long_run = json.loads(res.read_text())
         paired = json.loads(compare.read_text())["paired"]
         ckpts = {
-            "short": Path(f"hyperinit/checkpoints/{modality}"),
+            "short": checkpoint_dir(modality),
             "long": long_dir / "ckpt" / modality,
         }
         row = {"modality": modality, "downstream_long_minus_short": paired}
@@ -85,8 +89,9 @@ def write(result: dict) -> None:
     lines = [
         "# Longer hypernetwork training: better self-supervised score, worse downstream",
         "",
-        "`python benchmarks/long_training.py`. short = the shipped checkpoint (a 450 s time "
-        "limit), long = the full 1,200-step schedule (`train_modalities.py --steps 1200`). SSL: "
+        "`python research/long_training/long_training.py`. short = the shipped checkpoint "
+        "(a 450 s time limit), long = the full 1,200-step schedule "
+        "(`train_modalities.py --steps 1200`). SSL: "
         "score on the self-supervised task, held-out architectures, no training (reference = "
         "untrained hypernetwork). Downstream: ResNet-18 + two held-out architectures, 10 % "
         "labels, 6 seeds paired by seed (`compare_<modality>_long.md`). Weights: structured "
@@ -166,7 +171,7 @@ def write(result: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--long-dir", default="runs/long", type=Path)
+    p.add_argument("--long-dir", default=ROOT / "runs" / "long", type=Path)
     args = p.parse_args()
     torch.set_num_threads(1)
     write(summarise(args.long_dir))

@@ -1,9 +1,9 @@
 """Why is the predicted init behind default init on MobileNetV3? An ablation.
 
 Fine-tunes the held-out ``timm:mobilenetv3_small_100`` (10 % of the labels, 5 epochs, 64 px, as
-``downstream_check.py``) on chest X-ray (xray checkpoint) and BUSI (ultrasound checkpoint) from
-default init, from the shipped checkpoint, and from variants that remove one part of what
-hyperinit changes at a time:
+``tools/downstream_check.py``) on chest X-ray (xray checkpoint) and BUSI (ultrasound
+checkpoint) from default init, from the shipped checkpoint, and from variants that remove one
+part of what hyperinit changes at a time:
 
 - ``cap 0.01``: the same checkpoint with ``max_structured_share = 0.01`` (almost no learned
   low-rank structure; the weights are hyperinit's seeded noise at hyperinit's scale);
@@ -14,10 +14,11 @@ hyperinit changes at a time:
   gain / sqrt(fan-in));
 - ``+ default norms and biases``: normalisation parameters and biases left at their default.
 
-Counts runs with a loss spike (``downstream_check.SPIKE``). Cells are cached
-(``runs/downstream``). Writes ``benchmarks/results/mobilenet_ablation.{json,md,png}``.
+Counts runs with a loss spike (``hyperinit.bench.stats.SPIKE``). Cells are cached
+(``runs/downstream``). Writes ``mobilenet_ablation.{json,md,png}`` beside this
+script.
 
-    python benchmarks/mobilenet_ablation.py --seeds 12
+    python research/mobilenet_ablation/mobilenet_ablation.py --seeds 12
 """
 
 from __future__ import annotations
@@ -30,13 +31,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from downstream_check import RESULTS, SPIKE, loss_spike
-from structured_cap import capped_copy
 from torch import nn
 
 import hyperinit
-from hyperinit.bench.runner import Cell, run_cell
+from hyperinit.bench import Cell, run_cell
+from hyperinit.bench.quick import capped_checkpoint, checkpoint_dir
+from hyperinit.bench.stats import SPIKE, loss_spike
 from hyperinit.bench.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent
+#: the capped copies, shared with research/structured_cap
+WORK = ROOT / "runs" / "structured_cap"
+CELLS = ROOT / "runs" / "downstream"
+DATA_CACHE = ROOT / "runs" / "downstream_cache"
 
 ARCH = "timm:mobilenetv3_small_100"
 TASKS = {"chest_xray": "xray", "busi": "ultrasound"}
@@ -93,9 +101,9 @@ def _init(variant: str, modality: str, seed: int, in_chans: int, size: int):
     cap = 0.01 if variant.startswith("cap 0.01") else None
     noise = "gaussian" if "gaussian noise" in variant else "kron"
     ckpt = (
-        Path("hyperinit/checkpoints") / modality
+        checkpoint_dir(modality)
         if cap is None and noise == "kron"
-        else capped_copy(modality, cap, noise)
+        else capped_checkpoint(modality, cap, WORK, noise)
     )
     if "default" not in variant:
         return f"hyperinit:{ckpt}"
@@ -129,7 +137,7 @@ def run(seeds: int, cells: Path, tasks: list[str], first_seed: int = 0) -> dict:
                     epochs=5,
                     size=64,
                 )
-                r = run_cell(cell, cells, cache_dir=Path("runs/downstream_cache"), progress=False)
+                r = run_cell(cell, cells, cache_dir=DATA_CACHE, progress=False)
                 rows.append(
                     {
                         "task": task_name,
@@ -151,7 +159,7 @@ def write(result: dict) -> None:
         f"`{ARCH}`, 10 % of the labels, 5 epochs, 64 px, {result['seeds']} seeds, test metric "
         "(chest X-ray AUC with the xray checkpoint, BUSI macro AUC with the ultrasound "
         f"checkpoint); spikes = runs with an epoch's training loss over {SPIKE}x the previous "
-        "epoch's. `python benchmarks/mobilenet_ablation.py --seeds "
+        "epoch's. `python research/mobilenet_ablation/mobilenet_ablation.py --seeds "
         f"{result['seeds']}`.",
         "",
         "| variant | "
@@ -201,12 +209,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=12)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--first-seed", type=int, default=0, help="(parallel workers) skip seeds")
-    p.add_argument("--cells", default="runs/downstream")
+    p.add_argument("--cells", type=Path, default=CELLS, help="cell cache (default runs/downstream)")
     p.add_argument("--no-write", action="store_true", help="run cells only (parallel workers)")
     args = p.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = run(args.seeds, Path(args.cells), args.tasks, args.first_seed)
+    result = run(args.seeds, args.cells, args.tasks, args.first_seed)
     if not args.no_write and args.first_seed == 0 and args.tasks == list(TASKS):
         write(result)
 

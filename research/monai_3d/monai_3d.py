@@ -4,21 +4,21 @@ The hypernetwork was trained on 2D networks only; for a ``Conv3d`` it predicts a
 the same graph features. This measures what that gives on one affordable 3D-shaped task.
 
 Task (no real 3D data ships with the project or any installed package, so this is built):
-COVID-CT (../shared/data/ct_covid, its fixed split: test i%5==0) COVID vs non-COVID. Each 2D
-slice becomes a pseudo-volume of DEPTH slices: slice k is the image zoomed in smoothly (1 ->
-0.8) and shifted along a random direction drawn per image, so neighbouring slices change
-smoothly as in a CT stack, but the third axis is not real anatomy. A quarter of the train
-split is labelled (stratified, the same images for every seed); the model is MONAI's 3D
-``ResNet`` (basic blocks, widths 8-64), trained with Adam for EPOCHS epochs; the score is test
-AUC after the last epoch. Paired seeds: the same seed gives both runs the same model
-construction, data order and augmentation; "hyperinit" is ``initialize(model, "ct", seed)``
-(classification head kept at MONAI's init, as by default).
+COVID-CT (the bundled ``ct_covid`` dataset, its fixed split: test i%5==0) COVID vs non-COVID.
+Each 2D slice becomes a pseudo-volume of DEPTH slices: slice k is the image zoomed in smoothly
+(1 -> 0.8) and shifted along a random direction drawn per image, so neighbouring slices change
+smoothly as in a CT stack, but the third axis is not real anatomy. A quarter of the train split
+is labelled (stratified, the same images for every seed); the model is MONAI's 3D ``ResNet``
+(basic blocks, widths 8-64), trained with Adam for EPOCHS epochs; the score is test AUC after
+the last epoch. Paired seeds: the same seed gives both runs the same model construction, data
+order and augmentation; "hyperinit" is ``initialize(model, "ct", seed)`` (classification head
+kept at MONAI's init, as by default).
 
-Resumable: one JSON per (init, seed) in benchmarks/results/cache/monai_3d/.
-Writes benchmarks/results/monai_3d.{json,md,png}.
+Resumable: one JSON per (init, seed) in cache/ beside this script (git-ignored).
+Writes monai_3d.{json,md,png} beside this script.
 
-    OMP_NUM_THREADS=1 python benchmarks/monai_3d.py               # 10 seeds (~8 min, 1 thread)
-    OMP_NUM_THREADS=1 python benchmarks/monai_3d.py --summary-only
+    OMP_NUM_THREADS=1 python research/monai_3d/monai_3d.py    # 10 seeds (~8 min, 1 thread)
+    OMP_NUM_THREADS=1 python research/monai_3d/monai_3d.py --summary-only
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -34,18 +33,15 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from downstream_check import paired_gain
 
 import hyperinit
 from hyperinit.bench.metrics import binary_auc
-from hyperinit.data import image_to_tensor, load_split, read_image
+from hyperinit.bench.stats import paired_gain
+from hyperinit.data import data_root, image_to_tensor, load_split, read_image
 
-RESULTS = Path(__file__).resolve().parent / "results"
-CACHE = RESULTS / "cache" / "monai_3d"
-DATA = Path(
-    os.environ.get("HYPERINIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
-COMMAND = "OMP_NUM_THREADS=1 python benchmarks/monai_3d.py --seeds 10"
+RESULTS = Path(__file__).resolve().parent
+CACHE = RESULTS / "cache"
+COMMAND = "OMP_NUM_THREADS=1 python research/monai_3d/monai_3d.py --seeds 10"
 DEPTH, SIZE, LOAD = 16, 40, 56
 FRACTION, EPOCHS, BATCH, LR = 0.25, 12, 16, 1e-3
 MODEL = {
@@ -79,7 +75,7 @@ def volumes(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         blob = torch.load(path)
         return blob["x"], blob["y"]
     data = load_split(
-        "ct_covid", split, root=DATA, fraction=FRACTION if split == "train" else 1.0, seed=0
+        "ct_covid", split, root=data_root(), fraction=FRACTION if split == "train" else 1.0, seed=0
     )
     g = torch.Generator().manual_seed(0)
     xs = [

@@ -4,18 +4,19 @@ A hypernetwork trained with a self-supervised objective can at best hand an arch
 self-supervised pretraining of that very architecture on the same images would give it. This
 script measures that ceiling at this machine's budget: each held-out architecture of the
 downstream check (``timm:mobilenetv3_small_100``, ``timm:regnetx_002``) is pretrained with C2L
-(:class:`hyperinit.C2LPretrainer`, the same settings as ``c2l_benchmark.py``) on the unlabelled
-training images of a task for a fixed number of steps, then fine-tuned exactly as
-``downstream_check.py`` does (10 % of the labels, 5 epochs, 64 px, 12 seeds; default-init and
-trained-checkpoint cells are shared with it through ``runs/downstream``).
+(:class:`hyperinit.C2LPretrainer`, the settings of ``benchmarks/c2l_benchmark.py``,
+:mod:`hyperinit.bench.c2l_settings`) on the unlabelled training images of a task for a fixed
+number of steps, then fine-tuned exactly as ``tools/downstream_check.py`` does (10 % of the
+labels, 5 epochs, 64 px, 12 seeds; default-init and trained-checkpoint cells are shared with it
+through ``runs/downstream``).
 
 If even the architecture's own pretraining is not ahead of default init in this protocol, no
 initializer distilled from the same self-supervised signal at this budget can be.
 
 Pretraining checkpoints every epoch and resumes (``runs/ssl_ceiling``). Writes
-``benchmarks/results/ssl_ceiling.{json,md,png}``.
+``ssl_ceiling.{json,md,png}`` beside this script.
 
-    python benchmarks/ssl_ceiling.py --tasks chest_xray busi --steps 600 --seeds 12
+    python research/ssl_ceiling/ssl_ceiling.py --tasks chest_xray busi --steps 600 --seeds 12
 """
 
 from __future__ import annotations
@@ -32,13 +33,18 @@ from pathlib import Path
 
 import timm
 import torch
-from c2l_benchmark import BATCH, C2L_SETTINGS, SIZE
-from downstream_check import RESULTS, SPIKE, loss_spike, paired_gain, quick_cell, run_quick
 
+from hyperinit.bench.c2l_settings import BATCH, C2L_SETTINGS, SIZE
+from hyperinit.bench.quick import checkpoint_init, quick_cell, run_quick
+from hyperinit.bench.stats import SPIKE, loss_spike, paired_gain
 from hyperinit.bench.tasks import get_task
 from hyperinit.c2l import SEED_QUEUE_SHARE, C2LPretrainer, suggested_queue_size
 from hyperinit.data import ImageFolder, load_split
 
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent
+CELLS = ROOT / "runs" / "downstream"
+DATA_CACHE = ROOT / "runs" / "downstream_cache"
 ARCHS = ("timm:mobilenetv3_small_100", "timm:regnetx_002")
 #: task -> the modality checkpoint the downstream check uses for it
 TASKS = {
@@ -139,7 +145,7 @@ def run(
         for arch in archs:
             inits = {
                 "default": "default",
-                "trained": f"hyperinit:hyperinit/checkpoints/{TASKS[task_name]}",
+                "trained": checkpoint_init(TASKS[task_name], "trained"),
             }
             for name, q in _queues(task_name, small).items():
                 backbone, info = pretrain(task_name, arch, steps, root, q)
@@ -149,7 +155,7 @@ def run(
                 for name, init in inits.items():
                     init_name = None if name == "trained" else name
                     cell = quick_cell(task_name, arch, init, seed, size=SIZE, init_name=init_name)
-                    r = run_quick(cell, cells)
+                    r = run_quick(cell, cells, DATA_CACHE)
                     rows.append(
                         {
                             "task": task_name,
@@ -303,9 +309,9 @@ def main() -> None:
         help="also pretrain with a queue holding the seed's share of an epoch's keys",
     )
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
-    p.add_argument("--root", default="runs/ssl_ceiling")
+    p.add_argument("--root", type=Path, default=ROOT / "runs" / "ssl_ceiling")
     p.add_argument("--name", default="ssl_ceiling", help="results file stem")
-    p.add_argument("--cells", default="runs/downstream")
+    p.add_argument("--cells", type=Path, default=CELLS, help="cell cache (default runs/downstream)")
     p.add_argument("--pretrain-only", action="store_true", help="(parallel workers)")
     p.add_argument("--no-write", action="store_true", help="run cells only (parallel workers)")
     args = p.parse_args()
@@ -315,18 +321,18 @@ def main() -> None:
         for t in args.tasks:
             for arch in args.archs:
                 for q in _queues(t, args.small_queue).values():
-                    pretrain(t, arch, args.steps, Path(args.root), q)
+                    pretrain(t, arch, args.steps, args.root, q)
         return
     result = run(
         args.tasks,
         args.steps,
         args.seeds,
-        Path(args.root),
-        Path(args.cells),
+        args.root,
+        args.cells,
         args.small_queue,
         tuple(args.archs),
     )
-    result["command"] = shlex.join(["python", "benchmarks/ssl_ceiling.py", *sys.argv[1:]])
+    result["command"] = shlex.join(["python", "research/ssl_ceiling/ssl_ceiling.py", *sys.argv[1:]])
     if not args.no_write:
         write(result, args.name)
 

@@ -5,16 +5,17 @@ put about half of the variance in the rank-16 structured part, which lowers the 
 effective rank (``train_long.md``). ``HyperInitConfig.max_structured_share`` caps that share at
 prediction. For every cap and modality this makes a copy of the shipped checkpoint with the cap
 in its ``config.json`` (``runs/structured_cap/cap<c>/<modality>``) and fine-tunes ResNet-18 and
-the two held-out architectures of ``downstream_check.py`` from default init, the shipped
-checkpoint and the capped copy, paired by seed (``compare_checkpoints.compare``; cells cached).
+the two held-out architectures of ``tools/downstream_check.py`` from default init, the shipped
+checkpoint and the capped copy, paired by seed (``hyperinit.bench.quick.compare_checkpoints``;
+cells cached).
 
 A cap is judged on the **validation** split only: the mean gain of its best-epoch validation
 score over the uncapped checkpoint's, over the classification tasks and the three
 architectures (with its standard error; the test gain is reported beside it). DRIVE has no
 validation split (the runner validates on test), so fundus is reported but not used to judge.
-Writes ``benchmarks/results/structured_cap.{json,md,png}``.
+Writes ``structured_cap.{json,md,png}`` beside this script.
 
-    python benchmarks/structured_cap.py --caps 0.25 0.1 --seeds 6
+    python research/structured_cap/structured_cap.py --caps 0.25 0.1 --seeds 6
 """
 
 from __future__ import annotations
@@ -22,43 +23,36 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
-import shutil
-import statistics
 from pathlib import Path
 
 import torch
-from compare_checkpoints import compare
-from downstream_check import ARCHS, RESULTS, SPIKE, TASK
 
+from hyperinit.bench.quick import (
+    ARCHS,
+    TASK,
+    capped_checkpoint,
+    checkpoint_dir,
+    compare_checkpoints,
+)
+from hyperinit.bench.stats import SPIKE, mean_se
 from hyperinit.bench.tasks import get_task
 
-WORK = Path("runs/structured_cap")
-
-
-def capped_copy(modality: str, cap: float | None, noise: str = "kron") -> Path:
-    """The shipped checkpoint of ``modality`` with ``max_structured_share = cap`` (and
-    ``noise``)."""
-    src = Path("hyperinit/checkpoints") / modality
-    name = ("uncapped" if cap is None else f"cap{cap:g}") + ("" if noise == "kron" else f"-{noise}")
-    dst = WORK / name / modality
-    dst.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(src / "model.safetensors", dst / "model.safetensors")
-    config = json.loads((src / "config.json").read_text())
-    config["max_structured_share"] = cap
-    config["noise"] = noise
-    (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    return dst
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent
+WORK = ROOT / "runs" / "structured_cap"
+CELLS = ROOT / "runs" / "downstream"
+DATA_CACHE = ROOT / "runs" / "downstream_cache"
 
 
 def run(modalities: list[str], caps: list[float], seeds: int, cells: Path) -> dict:
     out: dict = {"caps": caps, "seeds": seeds, "archs": list(ARCHS), "modalities": {}}
     for m in modalities:
-        shipped = Path("hyperinit/checkpoints") / m
+        shipped = checkpoint_dir(m)
         per_cap = {}
         for cap in caps:
             logging.info("%s: cap %g", m, cap)
-            per_cap[f"{cap:g}"] = compare(m, shipped, capped_copy(m, cap), seeds, cells)
+            capped = capped_checkpoint(m, cap, WORK)
+            per_cap[f"{cap:g}"] = compare_checkpoints(m, shipped, capped, seeds, cells, DATA_CACHE)
         task = get_task(TASK[m])
         out["modalities"][m] = {
             "task": task.name,
@@ -67,11 +61,6 @@ def run(modalities: list[str], caps: list[float], seeds: int, cells: Path) -> di
             "runs": per_cap,
         }
     return out
-
-
-def _mean_se(xs: list[float]) -> tuple[float, float]:
-    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
-    return statistics.mean(xs), se
 
 
 def _select(result: dict) -> dict:
@@ -84,11 +73,11 @@ def _select(result: dict) -> dict:
             test[cap] += [row["b_minus_a"] for row in r["rows"]]
             if info["has_val_split"]:
                 val[cap] += [row["val"]["B"] - row["val"]["A"] for row in r["rows"]]
-    val_gain = {c: _mean_se(v) for c, v in val.items() if v}
+    val_gain = {c: mean_se(v) for c, v in val.items() if v}
     best = max(val_gain, key=lambda c: val_gain[c][0]) if val_gain else None
     return {
         "val_gain_over_uncapped": val_gain,
-        "test_gain_over_uncapped": {c: _mean_se(v) for c, v in test.items() if v},
+        "test_gain_over_uncapped": {c: mean_se(v) for c, v in test.items() if v},
         "n_pairs": {c: len(v) for c, v in val.items()},
         "best_on_val": best if best is not None and val_gain[best][0] > 0 else None,
     }
@@ -105,7 +94,7 @@ def write(result: dict) -> None:
         f"10 % of the labels, 5 epochs, {result['seeds']} seeds paired by seed, test metric "
         "(epoch with the best validation score); uncapped = the shipped checkpoint, cap c = the "
         "same weights with `max_structured_share = c`. "
-        f"`python benchmarks/structured_cap.py --caps {' '.join(caps)} "
+        f"`python research/structured_cap/structured_cap.py --caps {' '.join(caps)} "
         f"--seeds {result['seeds']}`.",
         "",
         "Judged on the validation split only (classification tasks; DRIVE validates on its "
@@ -207,12 +196,12 @@ def main() -> None:
     p.add_argument("--modalities", nargs="*", default=list(TASK))
     p.add_argument("--caps", nargs="+", type=float, default=[0.25])
     p.add_argument("--seeds", type=int, default=6)
-    p.add_argument("--cells", default="runs/downstream")
+    p.add_argument("--cells", type=Path, default=CELLS, help="cell cache (default runs/downstream)")
     p.add_argument("--no-write", action="store_true", help="run cells only (parallel workers)")
     args = p.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    result = run(args.modalities, args.caps, args.seeds, Path(args.cells))
+    result = run(args.modalities, args.caps, args.seeds, args.cells)
     if not args.no_write:
         write(result)
 

@@ -2,12 +2,12 @@
 
 docs/design.md: rotation prediction is nearly trivial on chest X-rays, so objectives are compared on
 downstream use, not on their own loss. Trains xray hypernetworks with each objective under the
-settings of ``train_modalities.py`` (the shipped checkpoints use ``rotation+c2l``), then
-fine-tunes the cells of ``downstream_check.py`` (chest_xray, 10 % labels, ResNet-18 and two
+settings of ``tools/train_modalities.py`` (the shipped checkpoints use ``rotation+c2l``), then
+fine-tunes the cells of ``tools/downstream_check.py`` (chest_xray, 10 % labels, ResNet-18 and two
 held-out architectures, 3 seeds, 5 epochs, 64 px) from each. Cells are shared with
 downstream_check (same cache folder), so default-init and rotation+c2l cells run once.
 
-    python benchmarks/train_pilot.py --objectives rotation c2l
+    python research/train_pilot/train_pilot.py --objectives rotation c2l
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.downstream_check import ARCHS
-from hyperinit.bench.runner import Cell, run_cell
+from hyperinit.bench import Cell, run_cell
+from hyperinit.bench.quick import ARCHS, checkpoint_dir, checkpoint_init
 from hyperinit.training import TrainConfig, train
 
-RESULTS = Path("benchmarks/results")
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent
+CELLS = ROOT / "runs" / "downstream"
+DATA_CACHE = ROOT / "runs" / "downstream_cache"
 
 
 def main() -> None:
@@ -32,14 +35,14 @@ def main() -> None:
     p.add_argument("--objectives", nargs="*", default=["rotation", "c2l"])
     p.add_argument("--steps", type=int, default=350)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--runs", default="runs/pilot")
+    p.add_argument("--runs", type=Path, default=ROOT / "runs" / "pilot")
     args = p.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    inits = {"default": "default", "rotation+c2l": "hyperinit:hyperinit/checkpoints/xray"}
+    inits = {"default": "default", "rotation+c2l": checkpoint_init("xray", "trained")}
     training = {}
     for obj in args.objectives:
-        run = Path(args.runs) / obj.replace("+", "_")
+        run = args.runs / obj.replace("+", "_")
         cfg = TrainConfig(
             modality="xray",
             objective=obj,
@@ -58,7 +61,7 @@ def main() -> None:
             train(cfg)
         training[obj] = json.loads((run / "hypernet" / "config.json").read_text())["training"]
         inits[obj] = f"hyperinit:{run / 'hypernet'}"
-    shipped = json.loads(Path("hyperinit/checkpoints/xray/config.json").read_text())
+    shipped = json.loads((checkpoint_dir("xray") / "config.json").read_text())
     training["rotation+c2l"] = shipped["training"]
     rows = []
     for seed in range(args.seeds):
@@ -77,8 +80,8 @@ def main() -> None:
                 )
                 r = run_cell(
                     cell,
-                    Path("runs/downstream"),
-                    cache_dir=Path("runs/downstream_cache"),
+                    CELLS,
+                    cache_dir=DATA_CACHE,
                     progress=False,
                 )
                 rows.append({"arch": arch, "objective": name, "seed": seed, **r["test"]})
@@ -99,7 +102,8 @@ def main() -> None:
     lines = [
         "# Pilot: objectives compared downstream (chest_xray, 10 % labels, 5 epochs, 64 px)",
         "",
-        f"Test AUC, mean ± sd over {args.seeds} seeds; `python benchmarks/train_pilot.py`. "
+        f"Test AUC, mean ± sd over {args.seeds} seeds; "
+        "`python research/train_pilot/train_pilot.py`. "
         "xray hypernetworks trained with the same settings (48 px, 2 architectures x 32 images "
         "per step, 350-step cosine schedule, 450 s time limit): "
         + "; ".join(

@@ -4,10 +4,11 @@ ResNet-18 (timm, 1 input channel, 2 classes) trained for 3 epochs on a seeded, s
 subset of the chest_xray_kermany training images (grayscale, 64 px), SGD with momentum, 3
 seeds; for each seed both arms share the data order, augmentation and the head's default init.
 Reports the training loss per epoch and the test AUC on the official test split.
-Writes benchmarks/results/trainability.{json,md,png}; finished runs are cached and not rerun.
+Writes trainability.{json,md,png} beside this script; finished runs are cached (cache/, git-ignored)
+and not rerun.
 
-    python benchmarks/trainability.py                    # about 5 minutes on 2 cores
-    python benchmarks/trainability.py --checkpoint DIR   # a trained hypernetwork
+    python research/trainability/trainability.py                   # about 5 minutes on 2 cores
+    python research/trainability/trainability.py --checkpoint DIR  # a trained hypernetwork
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
 import statistics
 import time
@@ -29,12 +29,10 @@ from PIL import Image
 from tqdm import tqdm
 
 import hyperinit
+from hyperinit.data import data_root
 
-RESULTS = Path(__file__).resolve().parent / "results"
-CACHE = RESULTS / "cache" / "trainability"
-DATA = Path(
-    os.environ.get("HYPERINIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
+RESULTS = Path(__file__).resolve().parent
+CACHE = RESULTS / "cache"
 CLASSES = ("NORMAL", "PNEUMONIA")
 
 
@@ -46,7 +44,7 @@ def load_split(
     rng = random.Random(seed)
     xs, ys = [], []
     for label, cls in enumerate(CLASSES):
-        files = sorted((DATA / "chest_xray_kermany" / split / cls).glob("*.jpeg"))
+        files = sorted((data_root() / "chest_xray_kermany" / split / cls).glob("*.jpeg"))
         if fraction < 1:
             files = rng.sample(files, max(1, round(fraction * len(files))))
         for f in files:
@@ -172,7 +170,8 @@ def main() -> None:
     lines = [
         "# Trainability: hyper-initialised vs default-initialised ResNet-18",
         "",
-        f"Command: `python benchmarks/trainability.py` ({args.epochs} epochs, {len(train[1])} "
+        "Command: `python research/trainability/trainability.py` "
+        f"({args.epochs} epochs, {len(train[1])} "
         f"training images = {100 * args.fraction:.0f} % of chest_xray_kermany/train, stratified, "
         f"seed 0; {args.size} px grayscale; SGD lr {args.lr} momentum 0.9; batch "
         f"{args.batch_size}; seeds {args.seeds}; test = official split, {len(test[1])} images).",

@@ -6,14 +6,14 @@ near 1, so part of its lead over default init could come from that alone, which 
 get with ``timm.create_model(..., zero_init_last=False)``. A 2 x 2 design, paired by seed:
 default init; default init with those norm weights at 1 (``no-zero-init``); each task's trained
 checkpoint; and that checkpoint with those norm weights put back to 0 (``zero-init kept``).
-Fine-tuning as ``downstream_check.py`` (10 % of the labels, 5 epochs, 64 px; DRIVE 128 px).
+Fine-tuning as ``tools/downstream_check.py`` (10 % of the labels, 5 epochs, 64 px; DRIVE 128 px).
 MobileNetV3 has no zero-initialised norm, so its control would equal default init and it is
-left out. Cells are cached (``runs/downstream``, shared with ``downstream_check.py``). Writes
-``benchmarks/results/zero_init_control.{json,md,png}``. Run from the repository root:
+left out. Cells are cached (``runs/downstream``, shared with ``tools/downstream_check.py``). Writes
+``zero_init_control.{json,md,png}`` beside this script:
 
-    python benchmarks/zero_init_control.py --seeds 12 --no-write &
-    python benchmarks/zero_init_control.py --seeds 12 --no-write --reverse &
-    wait; python benchmarks/zero_init_control.py --seeds 12
+    python research/zero_init_control/zero_init_control.py --seeds 12 --no-write &
+    python research/zero_init_control/zero_init_control.py --seeds 12 --no-write --reverse &
+    wait; python research/zero_init_control/zero_init_control.py --seeds 12
 """
 
 from __future__ import annotations
@@ -26,12 +26,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from downstream_check import RESULTS, TASK, _init, loss_spike, paired_gain
 from torch import nn
 
+from hyperinit.bench import Cell, run_cell
 from hyperinit.bench.inits import apply_init, hypernet_version
-from hyperinit.bench.runner import Cell, run_cell
+from hyperinit.bench.quick import TASK, checkpoint_init
+from hyperinit.bench.stats import loss_spike, paired_gain
 from hyperinit.bench.tasks import get_task
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS = Path(__file__).resolve().parent
+CELLS = ROOT / "runs" / "downstream"
+DATA_CACHE = ROOT / "runs" / "downstream_cache"
 
 ARCHS = ("timm:resnet18", "timm:regnetx_002")
 #: task -> the modality checkpoints fine-tuned on it (xray and mixed share chest X-ray)
@@ -81,7 +87,7 @@ def _inits(task: str, seed: int = 0) -> dict[str, object]:
     example = torch.zeros(2, t.in_chans, size, size)
     inits: dict[str, object] = {"default": "default", "no-zero-init": no_zero_init}
     for m in TASKS[task]:
-        ckpt = _init(m, "trained")
+        ckpt = checkpoint_init(m, "trained")
         inits[f"trained {m}"] = ckpt
         sha = hypernet_version(ckpt, m)
         name = f"zero-init-kept-{m}-{sha}"
@@ -111,7 +117,7 @@ def run(
                 epochs=5,
                 size=size,
             )
-            r = run_cell(cell, cells, cache_dir=Path("runs/downstream_cache"), progress=False)
+            r = run_cell(cell, cells, cache_dir=DATA_CACHE, progress=False)
             rows.append(
                 {
                     "task": task_name,
@@ -170,7 +176,7 @@ def write(result: dict) -> None:
         "`timm.create_model(..., zero_init_last=False)` gives). 10 % of the labels, 5 epochs, "
         f"64 px (DRIVE 128 px), test metric, {n} seeds paired by seed: mean difference ± its "
         "standard error (runs where the first is ahead). "
-        f"`python benchmarks/zero_init_control.py --seeds {n}`.",
+        f"`python research/zero_init_control/zero_init_control.py --seeds {n}`.",
         "",
         "| task | architecture | default | no-zero-init | trained | trained, zero-init kept | "
         "no-zero-init - default | trained - default | trained - no-zero-init | trained, "
@@ -236,14 +242,14 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seeds", type=int, default=12)
     p.add_argument("--shard", default="0/1", help="I/N: run every N-th job from the I-th")
-    p.add_argument("--cells", default="runs/downstream")
+    p.add_argument("--cells", type=Path, default=CELLS, help="cell cache (default runs/downstream)")
     p.add_argument("--no-write", action="store_true", help="run cells only (parallel workers)")
     p.add_argument("--reverse", action="store_true", help="last job first (a second worker)")
     args = p.parse_args()
     i, n = (int(x) for x in args.shard.split("/"))
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    rows = run(args.seeds, Path(args.cells), (i, n), args.reverse)
+    rows = run(args.seeds, args.cells, (i, n), args.reverse)
     if not args.no_write and n == 1:
         write(summarise(rows, args.seeds))
 
