@@ -14,8 +14,8 @@ Choices of ours, where the paper leaves them open or relies on data we do not ha
 - several random nets per initialisation (``nets_per_init``), averaged, which steadies the
   distance; coordinates are only compared between the same net;
 - ``eps_init``: the paper uses ImageNet's intra-dataset cmd; we use 1 / the mean intra-dataset
-  cmd of the reference modalities, stored with their coordinates (``python
-  benchmarks/modality_coords.py`` recomputes both).
+  cmd of the reference modalities, stored with their coordinates in ``modality_coords.json``,
+  package data (``python tools/modality_coords.py`` recomputes both).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from torch import nn
 
 from hyperinit.data.io import find_images, read_image
 from hyperinit.errors import HyperInitError
+from hyperinit.modalities import package_json
 
 __all__ = [
     "INITS",
@@ -45,6 +46,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INITS: tuple[str, ...] = ("kaiming", "orthogonal", "xavier")
+#: The reference coordinates of each modality and the run that made them (``eps``,
+#: ``params``, ``data``, ``coords``), from the package data ``modality_coords.json``.
+COORDS: dict[str, Any] = package_json("modality_coords.json")
 IMAGE_SIZE = 64
 SUBSET_SIZE = 8
 N_SUBSETS = 16
@@ -220,8 +224,6 @@ def modality_distance(images_a: Any, images_b: Any, **kwargs: Any) -> float:
     0 means the same modality statistics; values are scaled so that the mean distance within
     one of the reference datasets is about 1 (see the module docstring).
     """
-    from hyperinit._modality_coords import COORDS
-
     eps = _scales(COORDS)
     return _average_cmd(
         cmv_coordinates(images_a, **kwargs), cmv_coordinates(images_b, **kwargs), eps
@@ -238,13 +240,12 @@ def _reference(name: str, reference: dict[str, Any]) -> Coords | None:
 def modality_distances(sample: Any, **kwargs: Any) -> dict[str, float]:
     """Average cmd from ``sample`` to each registered modality's reference coordinates, closest
     first."""
-    from hyperinit._modality_coords import COORDS
     from hyperinit.modalities import MODALITIES
 
     if not COORDS.get("coords"):
         raise HyperInitError(
             "no reference coordinates ship with this build: run "
-            "`python benchmarks/modality_coords.py` to compute them."
+            "`python tools/modality_coords.py` to compute them."
         )
     params = {k: COORDS["params"][k] for k in ("subset_size", "n_subsets", "nets_per_init")}
     params.update(kwargs)

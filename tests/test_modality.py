@@ -58,7 +58,7 @@ def test_distance_inputs_and_properties(heldout, data_dir):
 
 
 def test_committed_coordinates_are_reproducible(data_dir):
-    from hyperinit._modality_coords import COORDS
+    from hyperinit.modality import COORDS
 
     script = _coords_script()
     params = COORDS["params"]

@@ -47,7 +47,7 @@ def test_installed_wheel_initializes_offline(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for f in ("config.json", "model.safetensors", "README.md"):
         assert f"hyperinit/checkpoints/reference/{f}" in names
-    assert "hyperinit/_modality_coords.py" in names
+    assert "hyperinit/modality_coords.json" in names
     assert not [n for n in names if n.endswith((".pt", ".pth", ".pkl", ".bin"))]
     target = tmp_path / "site"
     _pip("install", "--no-deps", "-q", "--target", str(target), str(wheel))
