@@ -33,20 +33,12 @@ import torch
 import torch.nn.functional as F
 
 from hyperinit.bench import Cell, binary_auc, load_task_split, run_cell
+from hyperinit.bench.c2l_settings import BATCH, C2L_SETTINGS, SIZE
 from hyperinit.c2l import C2LPretrainer, default_augment, load_backbone
 from hyperinit.data import ImageFolder, load_split
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CACHE = RESULTS / "cache" / "c2l"
-SIZE = 64
-BATCH = 64
-C2L_SETTINGS = {
-    "feature_dim": 128,
-    "queue_size": 4096,
-    "momentum": 0.99,
-    "temperature": 0.07,
-    "mixup_alpha": 1.0,
-}
 log = logging.getLogger("c2l_benchmark")
 
 
@@ -167,7 +159,7 @@ def linear_probe(init: str, weights: Path, seed: int) -> dict:
     model = resnet18()
     if init == "c2l":
         load_backbone(model, weights)
-    data_cache = RESULTS / "cache" / "bench_data"
+    data_cache = CACHE.parent / "bench_data"
     tr = load_task_split("chest_xray", "train", SIZE, 0.1, seed, cache_dir=data_cache)
     te = load_task_split("chest_xray", "test", SIZE, 1.0, 0, cache_dir=data_cache)
     f_tr, f_te = _features(model, tr.x), _features(model, te.x)
@@ -203,7 +195,7 @@ def finetune(init: str, weights: Path, seed: int, epochs: int) -> dict:
         epochs=epochs,
         size=SIZE,
     )
-    r = run_cell(cell, CACHE / "finetune", cache_dir=RESULTS / "cache" / "bench_data_ft")
+    r = run_cell(cell, CACHE / "finetune", cache_dir=CACHE.parent / "bench_data_ft")
     return {
         "init": init,
         "seed": seed,
@@ -333,6 +325,7 @@ def report(res: dict) -> None:
 
 
 def main() -> None:
+    global RESULTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--budget-min", type=float, default=25.0, help="pretraining minutes")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -343,7 +336,12 @@ def main() -> None:
     ap.add_argument(
         "--default-only", action="store_true", help="only the default-init cells (no pretraining)"
     )
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)"
+    )
     args = ap.parse_args()
+    RESULTS = args.out
+    RESULTS.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -164,18 +164,23 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)"
+    )
     args = parser.parse_args()
+    RESULTS = args.out
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.ERROR)
     rows = []
     for name in args.models:
         rows.append(measure(name, args.repeats))
         logging.getLogger(__name__).error("%s done", name)
-    RESULTS.mkdir(exist_ok=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
     write(rows, args)
     print((RESULTS / "initialize_speed.md").read_text())
 

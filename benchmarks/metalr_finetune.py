@@ -2,7 +2,7 @@
 
 No ImageNet weights are available offline, so the backbone is first pretrained (supervised, a few
 epochs) on DermaMNIST (dermoscopy, 7 classes), a different modality from the targets, and then
-fine-tuned on two targets from ``$HYPERINIT_DATA`` (default ``../shared/data``):
+fine-tuned on two targets from the data folder (:func:`hyperinit.data.data_root`):
 
 - ``ultrasound_busi`` (3 classes): one seeded, stratified 60/20/20 train/val/test split;
 - ``chest_xray_kermany`` (2 classes): a seeded, stratified subset of the official train split
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import time
@@ -46,7 +45,11 @@ MEAN, STD = 0.5, 0.25
 
 
 def data_root() -> Path:
-    return Path(os.environ.get("HYPERINIT_DATA", ROOT.parent / "shared" / "data"))
+    """The data folder (:func:`hyperinit.data.data_root`: ``$HYPERINIT_DATA`` or beside the
+    checkout)."""
+    from hyperinit.data import data_root as root
+
+    return root()
 
 
 def load_images(paths: list[Path], size: int) -> torch.Tensor:
@@ -358,6 +361,7 @@ def summarise(cells: list[dict], args: argparse.Namespace, splits: dict) -> None
 
 
 def main() -> None:
+    global RESULTS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", nargs="+", default=["ultrasound_busi", "chest_xray_kermany"])
     ap.add_argument(
@@ -386,7 +390,11 @@ def main() -> None:
     ap.add_argument(
         "--name", default="metalr_finetune", help="stem of the result files and cell checkpoint"
     )
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)"
+    )
     args = ap.parse_args()
+    RESULTS = args.out
     args.epochs = {"ultrasound_busi": args.busi_epochs, "chest_xray_kermany": args.cxr_epochs}
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,6 @@ import gc
 import json
 import logging
 import math
-import os
 import sys
 import time
 import traceback
@@ -38,13 +37,11 @@ import torchvision
 from tqdm import tqdm
 
 import hyperinit
+from hyperinit.data import data_root
 from hyperinit.diagnostics import activation_stats, band_violations
 from hyperinit.graph import default_example_input
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DATA = Path(
-    os.environ.get("HYPERINIT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
-)
 CACHE = RESULTS / "cache" / "model_sweep.jsonl"
 PER_FAMILY = 4
 MAX_PARAMS = 120e6
@@ -82,7 +79,7 @@ def real_images(shape: tuple[int, ...], n: int = 4) -> torch.Tensor:
         from PIL import Image
 
         c, h, w = shape
-        root = DATA / "chest_xray_kermany" / "train"
+        root = data_root() / "chest_xray_kermany" / "train"
         files = sorted((root / "NORMAL").glob("*.jpeg"))[: n // 2]
         files += sorted((root / "PNEUMONIA").glob("*.jpeg"))[: n - n // 2]
         imgs = [
@@ -296,13 +293,19 @@ def summarise(rows: list[dict]) -> None:
 
 
 def main() -> None:
+    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--summary-only", action="store_true", help="rebuild the report from the cache"
     )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS, help="results folder (default benchmarks/results)"
+    )
     args = parser.parse_args()
+    RESULTS = args.out
+    RESULTS.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.ERROR)
     if not args.summary_only:
