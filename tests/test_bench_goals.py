@@ -1,0 +1,45 @@
+"""The goal scoreboard of the repository's benchmark report (benchmarks/goals.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from hyperinit.bench.report import load_results, same_setting, write_report
+from tests.test_bench_report import results_dir  # noqa: F401  (the fixture cells)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _goals():
+    spec = importlib.util.spec_from_file_location("goals", REPO / "benchmarks" / "goals.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_goal_scoreboard_verdicts_and_tally(results_dir):  # noqa: F811
+    results, _ = same_setting(load_results([results_dir]))
+    text = "\n".join(_goals().goal_lines(results))
+    # goals: one row per task / labels / arch, with the verdicts and a tally above
+    assert (
+        "| chest_xray | 10 % | resnet18 | hyperinit:own 0.810 ± 0.014 (n=2) | 0.710 ± 0.014 "
+        "(n=2) | +0.100 **met** (> std) | 2 / 4 | **met** | not run | – |" in text
+    )
+    assert "| busi | 10 % | resnet18 | hyperinit:own 0.600 (n=1) | 0.660 (n=1) | -0.060 " in text
+    assert "**missed** (one seed)" in text
+    assert (
+        "- Ahead of default init: **1 of 2** comparisons (1 by more than the larger std)." in text
+    )
+    assert "**1 of 2** measurable comparisons" in text
+    assert "- Ahead of the C2L-pretrained backbone: **0 of 0** comparisons" in text
+
+
+def test_the_scoreboard_is_an_extra_section_of_the_report(results_dir, tmp_path):  # noqa: F811
+    goals = _goals()
+    plain = write_report([results_dir], tmp_path / "plain.md").read_text()
+    full = write_report(
+        [results_dir], tmp_path / "full.md", extra_sections=[goals.goal_section]
+    ).read_text()
+    assert "## Goals" not in plain
+    assert "## Goals" in full and "**met**" in full
