@@ -304,8 +304,9 @@ def resolve_pretrained(
     :func:`resolve_checkpoint`; then a Hub repo id, through :func:`fetch_repo_files` (its
     ``files``). Anything else is returned as a path, for the loader to report as missing.
     """
-    if Path(name_or_path).exists():
-        return Path(name_or_path), str(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return path, str(path)
     name = str(name_or_path)
     kwargs: dict[str, Any] = {
         "revision": revision,
@@ -317,7 +318,7 @@ def resolve_pretrained(
         return resolve_checkpoint(name, **kwargs)
     if looks_like_repo_id(name):
         return fetch_repo_files(name, files=files, **kwargs), f"hub:{name}@{revision or 'main'}"
-    return Path(name_or_path), name
+    return path, name
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -19,13 +18,8 @@ from hyperinit.deferred import DeferredInit
 from hyperinit.errors import CheckpointError, HyperInitError, NoParametersError
 from hyperinit.graph.archgraph import ArchGraph
 from hyperinit.graph.trace import trace
-from hyperinit.hub import (
-    default_cache_dir,
-    fetch_repo_files,
-    is_offline,
-    looks_like_repo_id,
-    resolve_checkpoint,
-)
+from hyperinit.hfenv import endpoint
+from hyperinit.hub import default_cache_dir, is_offline, resolve_checkpoint, resolve_pretrained
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
 from hyperinit.init_report import InitReport
@@ -79,29 +73,27 @@ def load_hypernetwork(
     if isinstance(checkpoint, HyperInitializer):
         return checkpoint, "HyperInitializer instance"
     if checkpoint is not None:
-        path = Path(checkpoint).expanduser()
-        if not path.exists() and looks_like_repo_id(str(checkpoint)):
-            folder = fetch_repo_files(
-                str(checkpoint),
-                revision=revision,
-                cache_dir=cache_dir,
-                local_files_only=local_files_only,
-            )
-            return _load_cached(str(folder), str(device)), f"hub:{checkpoint}@{revision or 'main'}"
-        path = path.resolve()
-        if not path.exists():
-            raise CheckpointError(
-                f"checkpoint {checkpoint} does not exist. Pass a directory written by "
-                "HyperInitializer.save_pretrained() or a Hub repo id (owner/name), or omit "
-                "checkpoint= to use the modality's."
-            )
-        return _load_cached(str(path), str(device)), str(path)
+        folder, source = resolve_pretrained(
+            checkpoint,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            modalities=False,
+        )
+        if not source.startswith("hub:"):
+            folder = folder.resolve()
+            if not folder.exists():
+                raise CheckpointError(
+                    f"checkpoint {checkpoint} does not exist. Pass a directory written by "
+                    "HyperInitializer.save_pretrained() or a Hub repo id (owner/name), or omit "
+                    "checkpoint= to use the modality's."
+                )
+            source = str(folder)
+        return _load_cached(str(folder), str(device)), source
     entry = get_modality(modality)
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     offline = is_offline() if local_files_only is None else bool(local_files_only)
-    folder, source = _resolve_cached(
-        entry.name, revision, str(cache), offline, os.environ.get("HF_ENDPOINT")
-    )
+    folder, source = _resolve_cached(entry.name, revision, str(cache), offline, endpoint())
     kind = "trained" if entry.trained else "untrained reference"
     return _load_cached(str(folder), str(device)), f"{source} ({kind})"
 
