@@ -33,7 +33,7 @@ tags: [hypernetwork, initialization, medical-imaging]
   part and 90 % in seeded full-rank noise; normalisation weights in [0.9, 1.1]; biases within
   +-0.02; embeddings with standard deviation 0.02.
 - **Use**: the fallback for every modality until trained modality checkpoints ship. Measured
-  trainability against PyTorch's default initialisation: `benchmarks/results/trainability.md`.
+  trainability against PyTorch's default initialisation: `research/trainability/trainability.md`.
 """
 
 
