@@ -27,7 +27,7 @@ from hyperinit.materialize import allocate_meta, is_on_meta, materialize_lazy, p
 from hyperinit.modalities import get_modality
 from hyperinit.selection import excluded_parameters, head_parameters
 
-__all__ = ["initialize", "initialize_deferred", "load_hypernetwork"]
+__all__ = ["clear_cache", "initialize", "initialize_deferred", "load_hypernetwork"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,13 @@ def _resolve_cached(
     return resolve_checkpoint(
         modality, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
     )
+
+
+def clear_cache() -> None:
+    """Forget the hypernetworks loaded and the modalities resolved in this process, e.g. after
+    changing ``HF_ENDPOINT``, the Hub cache or ``HF_HUB_OFFLINE`` at run time."""
+    _resolve_cached.cache_clear()
+    _load_cached.cache_clear()
 
 
 def load_hypernetwork(
