@@ -67,12 +67,12 @@ class HubCheckpointMixin(ModelHubMixin):
         """
         folder, source = resolve_pretrained(
             name_or_repo_id_or_path,
+            files=cls._checkpoint_files,
+            modalities=cls._resolves_modalities,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             token=token,
-            files=cls._checkpoint_files,
-            modalities=cls._resolves_modalities,
         )
         log.debug("loading %s from %s", cls.__name__, source)
         cls._check_checkpoint(folder)

@@ -486,6 +486,38 @@ def test_save_pretrained_loads_into_timm_and_torchvision_models_and_other_channe
     assert torch.allclose(back.state_dict()[stem], saved.sum(1, keepdim=True))
 
 
+def test_export_writes_tied_weights_once_and_loads_them_back(tmp_path):
+    """Tensors that share storage go into model.safetensors once (safetensors' save_model) and
+    come back tied: not reported missing, and equal to the saved ones."""
+
+    class Tied(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = TinyNet(width=2)
+            self.proj = nn.Linear(8, 8, bias=False)
+            self.out = nn.Linear(8, 8, bias=False)
+            self.out.weight = self.proj.weight
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(self.proj(self.body(x)))
+
+    torch.manual_seed(0)
+    trainer = C2LPretrainer(Tied(), image_size=16, queue_size=16)
+    out = trainer.save_pretrained(tmp_path / "tied")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    from safetensors.torch import load_file
+
+    assert len(load_file(str(out / "model.safetensors"))) == len(trainer.backbone.state_dict()) - 1
+    fresh = Tied()
+    assert load_backbone(fresh, out) == []
+    assert fresh.out.weight is fresh.proj.weight
+    assert torch.equal(fresh.proj.weight, trainer.backbone.proj.weight)
+
+
 # ---------------------------------------------------------------- bad inputs
 
 

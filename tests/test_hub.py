@@ -231,6 +231,66 @@ def test_push_to_hub_uploads_card_config_and_weights(tmp_path, monkeypatch):
         assert not name.endswith((".pt", ".pth", ".bin", ".pkl"))
 
 
+def test_hf_environment_is_read_at_call_time_as_huggingface_hub_parses_it(tmp_path, monkeypatch):
+    """huggingface_hub reads HF_* once, at import (huggingface_hub.constants); hyperinit.hfenv
+    reads them at each call, with the same meaning, so a change after import takes effect."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_ENDPOINT="http://127.0.0.1:9/",
+        HF_HOME=str(tmp_path / "home"),
+        HF_HUB_ETAG_TIMEOUT="3",
+    )
+    code = (
+        "import importlib.util, json, sys\n"
+        "from huggingface_hub import constants as c\n"
+        "spec = importlib.util.spec_from_file_location('hfenv', sys.argv[1])\n"
+        "e = importlib.util.module_from_spec(spec); spec.loader.exec_module(e)\n"
+        "print(json.dumps([[c.HF_HUB_OFFLINE, c.ENDPOINT, c.HF_HUB_CACHE, c.HF_HUB_ETAG_TIMEOUT],"
+        " [e.is_offline(), e.endpoint(), str(e.cache_dir()), e.etag_timeout()]]))\n"
+    )
+    hfenv_file = Path(hyperinit.__file__).parent / "hfenv.py"
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(hfenv_file)],
+        env=env, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    theirs, ours = json.loads(run.stdout.strip().splitlines()[-1])
+    assert ours == theirs
+
+    from hyperinit import hfenv
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "yes")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "later"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:8/")
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "not a number")
+    assert hfenv.is_offline() and hub.is_offline()
+    assert hfenv.cache_dir() == hub.default_cache_dir() == tmp_path / "later" / "hub"
+    assert hfenv.endpoint() == "http://127.0.0.1:8" and hfenv.etag_timeout() == 10.0
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert not hfenv.is_offline()
+
+
+def test_c2l_backbone_loads_from_a_hub_repo_and_pushes_through_the_mixin(fake_hub, tmp_path):
+    from hyperinit.c2l import C2LBackbone, C2LPretrainer, load_backbone
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    folder = C2LPretrainer(net, image_size=16, queue_size=16).save_pretrained(tmp_path / "c2l")
+    assert "library_name: hyperinit" in (folder / "README.md").read_text()
+    fake_hub.add_folder("me/c2l-backbone", "main", folder)
+    fresh = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    assert load_backbone(fresh, "me/c2l-backbone") == []
+    assert _same_weights(fresh, net)
+    loaded = C2LBackbone.from_pretrained("me/c2l-backbone", model=nn.Sequential(*fresh))
+    assert loaded.config["method"] == "c2l" and loaded.config["in_chans"] == 1
+    assert Path(os.environ["HF_HUB_CACHE"]) in Path(hub.fetch_repo_files("me/c2l-backbone")).parents
+
+
 def test_cli_download_and_list(fake_hub, capsys, monkeypatch):
     from hyperinit.cli import main
 

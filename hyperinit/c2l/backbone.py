@@ -13,6 +13,7 @@ __all__ = [
     "TwoViewStudent",
     "feature_width",
     "first_conv_channels",
+    "remove_head",
     "strip_head",
 ]
 
@@ -21,8 +22,8 @@ __all__ = [
 HEAD_NAMES = ("fc", "classifier", "heads", "head", "last_linear")
 
 
-def strip_head(model: nn.Module) -> nn.Module:
-    """Turn a classifier into a feature extractor (in place; returns it).
+def remove_head(model: nn.Module) -> bool:
+    """Replace a classifier head in place; whether the model had one.
 
     timm models: ``reset_classifier(0)``. Others (torchvision, user models): the first of
     ``fc``, ``classifier``, ``heads``, ``head``, ``last_linear`` becomes ``nn.Identity``, so
@@ -30,11 +31,19 @@ def strip_head(model: nn.Module) -> nn.Module:
     """
     if hasattr(model, "reset_classifier") and hasattr(model, "get_classifier"):
         model.reset_classifier(0)
-        return model
+        return True
     for name in HEAD_NAMES:
         if isinstance(getattr(model, name, None), nn.Module):
             setattr(model, name, nn.Identity())
-            return model
+            return True
+    return False
+
+
+def strip_head(model: nn.Module) -> nn.Module:
+    """Turn a classifier into a feature extractor (in place; returns it), as
+    :func:`remove_head`; a model without a known head is refused."""
+    if remove_head(model):
+        return model
     raise C2LConfigError(
         f"{type(model).__name__} has no head named {', '.join(HEAD_NAMES)}; remove its "
         "classifier by hand so that it returns a (batch, features) tensor."

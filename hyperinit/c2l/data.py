@@ -14,7 +14,7 @@ from hyperinit import distributed as hdist
 from hyperinit.c2l.augment import TwoViews
 from hyperinit.errors import C2LConfigError, HyperInitError
 
-__all__ = ["as_dataset", "two_view_loader", "views_from_batch"]
+__all__ = ["as_dataset", "seeded_loader", "two_view_loader", "views_from_batch"]
 
 
 def as_dataset(data: Any, in_chans: int) -> Dataset:
@@ -37,6 +37,37 @@ def as_dataset(data: Any, in_chans: int) -> Dataset:
     )
 
 
+def seeded_loader(
+    dataset: Dataset,
+    batch_size: int,
+    *,
+    num_workers: int,
+    seed: int,
+    epoch: int,
+    drop_last: bool = True,
+) -> DataLoader:
+    """A shuffled DataLoader whose order is drawn from ``(seed, epoch)`` alone, so a resumed run
+    repeats an uninterrupted one; under torchrun each rank gets its share (DistributedSampler).
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    sampler = None
+    if hdist.is_distributed():
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+        sampler.set_epoch(epoch)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=num_workers,
+        generator=g,
+        persistent_workers=False,
+    )
+
+
 def two_view_loader(
     dataset: Dataset,
     augment: Callable[[Any], Tensor],
@@ -45,26 +76,9 @@ def two_view_loader(
     seed: int,
     epoch: int,
 ) -> DataLoader:
-    """Batches of two augmented views of each image, in an order drawn from (seed, epoch);
-    each rank gets its share under torchrun."""
+    """Batches of two augmented views of each image (see :func:`seeded_loader`)."""
     pairs = TwoViews(dataset, augment)
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    sampler = None
-    if hdist.is_distributed():
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(pairs, shuffle=True, seed=seed, drop_last=True)
-        sampler.set_epoch(epoch)
-    return DataLoader(
-        pairs,
-        batch_size=batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        drop_last=True,
-        num_workers=num_workers,
-        generator=g,
-        persistent_workers=False,
-    )
+    return seeded_loader(pairs, batch_size, num_workers=num_workers, seed=seed, epoch=epoch)
 
 
 def views_from_batch(batch: Any, augment: Callable[[Any], Tensor]) -> tuple[Tensor, Tensor]:
