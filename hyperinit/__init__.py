@@ -20,6 +20,7 @@ import importlib
 import warnings
 from typing import Any
 
+from hyperinit import errors as _errors
 from hyperinit.c2l import C2LPretrainer
 from hyperinit.errors import HyperInitError
 from hyperinit.graph import ArchGraph, trace
@@ -64,28 +65,7 @@ _MOVED = {
     "layer_groups": "hyperinit.metalr",
     "set_input_channels": "hyperinit.models",
     "register_objective": "hyperinit.training",
-    **{
-        name: "hyperinit.errors"
-        for name in (
-            "ArchSpaceError",
-            "C2LCheckpointError",
-            "C2LConfigError",
-            "CheckpointDownloadError",
-            "CheckpointError",
-            "CheckpointIntegrityError",
-            "DataError",
-            "ExampleInputError",
-            "MetaLRConfigError",
-            "MetaLRStateError",
-            "NoParametersError",
-            "ObjectiveError",
-            "ParamGroupingError",
-            "TraceError",
-            "TrainingError",
-            "UnknownModalityError",
-            "UnreadableImageError",
-        )
-    },
+    **{name: "hyperinit.errors" for name in _errors.__all__ if name != "HyperInitError"},
 }
 
 
