@@ -1,7 +1,7 @@
 """Acceptance sweep: trace + initialize every torchvision classification model and >= 300 timm
 models spanning all timm families, then check coverage, finiteness and activation scale.
 
-For each model (train mode, batch statistics, four real chest X-rays from ../shared/data at a
+For each model (train mode, batch statistics, four real chest X-rays from the data folder at a
 small size where the model allows it):
   * at least 95 % of the non-head parameter elements predicted, all finite;
   * a forward pass after initialisation is finite, and no parameterised layer pushes the
