@@ -338,19 +338,6 @@ class CheckpointInfo:
         return dict(self.__dict__)
 
 
-def _cached_folder(entry: ModalityCheckpoint, cache_dir: Path) -> Path | None:
-    try:
-        return fetch_repo_files(
-            entry.repo_id,
-            revision=entry.revision,
-            cache_dir=cache_dir,
-            local_files_only=True,
-            sha256=entry.sha256,
-        )
-    except CheckpointError:
-        return None
-
-
 def list_checkpoints(cache_dir: str | Path | None = None) -> list[CheckpointInfo]:
     """The registry: name, size, where each checkpoint would load from, training data, date.
 
@@ -360,7 +347,15 @@ def list_checkpoints(cache_dir: str | Path | None = None) -> list[CheckpointInfo
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     rows = []
     for entry in list_modalities():
-        folder = _cached_folder(entry, cache)
+        folder: Path | None = None
+        with contextlib.suppress(CheckpointError):  # verified files in the cache, or none
+            folder = fetch_repo_files(
+                entry.repo_id,
+                revision=entry.revision,
+                cache_dir=cache,
+                local_files_only=True,
+                sha256=entry.sha256,
+            )
         if folder is not None:
             source = "cached"
         elif is_offline() and entry.embedded is not None:
@@ -392,23 +387,14 @@ def download_checkpoint(
 ) -> Path:
     """Pre-fill the Hub cache with a modality's checkpoint (network required); its folder."""
     entry = get_modality(modality)
-    folder = fetch_repo_files(
-        entry.repo_id,
-        revision=entry.revision,
-        cache_dir=cache_dir,
-        local_files_only=False,
-        sha256=entry.sha256,
-        token=token,
-    )
+    pin: dict[str, Any] = {
+        "revision": entry.revision,
+        "cache_dir": cache_dir,
+        "local_files_only": False,
+    }
+    folder = fetch_repo_files(entry.repo_id, sha256=entry.sha256, token=token, **pin)
     try:  # the model card is optional and not checksummed
-        fetch_repo_files(
-            entry.repo_id,
-            revision=entry.revision,
-            cache_dir=cache_dir,
-            local_files_only=False,
-            token=token,
-            files=("README.md",),
-        )
+        fetch_repo_files(entry.repo_id, token=token, files=("README.md",), **pin)
     except CheckpointError as e:
         log.debug("no model card for %s: %s", entry.repo_id, e)
     return folder
