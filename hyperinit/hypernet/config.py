@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hyperinit.atomic import atomic_write_text
 from hyperinit.errors import CheckpointError
 from hyperinit.graph.archgraph import S_MAX
 from hyperinit.graph.ops import OP_TYPES, VOCAB_VERSION
@@ -73,7 +74,8 @@ class HyperInitConfig:
         return d
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write ``config.json`` (atomically)."""
+        atomic_write_text(json.dumps(self.to_dict(), indent=2) + "\n", path)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> HyperInitConfig:
