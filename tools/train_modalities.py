@@ -253,9 +253,7 @@ def fix_cards(export_dir: Path = CHECKPOINTS) -> None:
 
 
 def register(export_dir: Path = CHECKPOINTS) -> dict:
-    """Pin every exported modality checkpoint in hyperinit/modalities.py (``_TRAINED``)."""
-    import re
-
+    """Pin every exported modality checkpoint in hyperinit/modalities.json (``trained``)."""
     from hyperinit.hub import sha256_file
 
     pins = {}
@@ -267,22 +265,10 @@ def register(export_dir: Path = CHECKPOINTS) -> dict:
             sha = {n: sha256_file(folder / n) for n in ("config.json", "model.safetensors")}
             date = json.loads((RESULTS / f"train_{modality}.json").read_text()).get("date", "")
             pins[modality] = (sha, date or time.strftime("%Y-%m-%d"))
-    body = "".join(
-        f'    "{m}": (\n        {{\n'
-        + "".join(f'            "{n}": "{h}",\n' for n, h in sha.items())
-        + f'        }},\n        "{date}",\n    ),\n'
-        for m, (sha, date) in pins.items()
-    )
-    src = ROOT / "hyperinit" / "modalities.py"
-    text = src.read_text()
-    empty = "_TRAINED: dict[str, tuple[dict[str, str], str]] = {}\n"
-    filled = "_TRAINED: dict[str, tuple[dict[str, str], str]] = {\n" + body + "}\n"
-    if empty in text:
-        new = text.replace(empty, filled if pins else empty)
-    else:
-        pattern = r"_TRAINED: dict\[str, tuple\[dict\[str, str\], str\]\] = \{\n(    .*\n)*?\}\n"
-        new = re.sub(pattern, filled if pins else empty, text, count=1)
-    src.write_text(new)
+    src = ROOT / "hyperinit" / "modalities.json"
+    data = json.loads(src.read_text())
+    data["trained"] = {m: {"sha256": sha, "date": date} for m, (sha, date) in pins.items()}
+    src.write_text(json.dumps(data, indent=2) + "\n")
     return pins
 
 
