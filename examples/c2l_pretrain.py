@@ -31,7 +31,7 @@ history = trainer.fit(
     resume=True,  # continue where a killed run stopped
 )
 print(f"C2L loss {history.loss[0]:.3f} -> {history.loss[-1]:.3f}")
-trainer.save_pretrained(out)  # model.safetensors + config.json
+trainer.save_pretrained(out)  # model.safetensors + config.json + README.md (model card)
 
 # fine-tuning starts from the pretrained backbone; the new 2-class head keeps its default init
 model = timm.create_model("resnet18", in_chans=1, num_classes=2)

@@ -8,8 +8,8 @@ Resolution order for a registered modality (see :mod:`hyperinit.modalities`):
    tokens), checked against the registry's sha256 and downloaded once more on a mismatch;
 3. the copy embedded in the wheel, with one log line saying why.
 
-An explicit local directory always wins and is handled by
-:meth:`hyperinit.HyperInitializer.from_pretrained`. Any repo id works too; its files are checked
+An explicit local directory always wins (:func:`resolve_pretrained`, behind every
+``from_pretrained``, see :mod:`hyperinit.hub_mixin`). Any repo id works too; its files are checked
 against the sha256 the Hub announced for them (the ETag of LFS files). A file whose sha256 does
 not match is never loaded. Environment variables are read at call time (see
 :mod:`hyperinit.hfenv`), so setting ``HF_HUB_OFFLINE=1`` after importing hyperinit still takes
