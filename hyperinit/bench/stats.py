@@ -1,7 +1,7 @@
 """Small statistics of benchmark runs: paired differences over seeds and loss spikes.
 
->>> mean_se([0.1, 0.3])
-(0.2, 0.1)
+>>> mean_se([1.0, 2.0, 3.0])
+(2.0, 0.5773502691896258)
 >>> loss_spike([1.0, 0.8, 1.5])
 True
 """
