@@ -64,6 +64,7 @@ def package_json(name: str) -> Any:
 #: coordinates of ``modality="auto"`` (see hyperinit.modality). Trained checkpoints are embedded
 #: under hyperinit/checkpoints/<modality> (tools/train_modalities.py; model cards in each).
 _DATA: dict[str, Any] = package_json("modalities.json")
+_TRAINED: dict[str, dict[str, Any]] = _DATA["trained"]
 _TRAINING_DATA: dict[str, str] = _DATA["training_data"]
 
 
@@ -116,7 +117,7 @@ class ModalityCheckpoint:
 
 
 def _entry(name: str) -> ModalityCheckpoint:
-    trained = _DATA["trained"].get(name)
+    trained = _TRAINED.get(name)
     files = trained or _DATA["reference"]
     return ModalityCheckpoint(
         name=name,
