@@ -291,12 +291,12 @@ def resolve_checkpoint(
 def resolve_pretrained(
     name_or_path: str | Path,
     *,
+    files: tuple[str, ...] = CHECKPOINT_FILES,
+    modalities: bool = True,
     revision: str | None = None,
     cache_dir: str | Path | None = None,
     local_files_only: bool | None = None,
     token: str | bool | None = None,
-    files: tuple[str, ...] = CHECKPOINT_FILES,
-    modalities: bool = True,
 ) -> tuple[Path, str]:
     """The local folder behind what ``from_pretrained`` was given, and where it came from.
 
