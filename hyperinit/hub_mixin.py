@@ -14,6 +14,7 @@ Every checkpoint hyperinit writes (the hypernetwork, a C2L backbone) is a folder
 
 from __future__ import annotations
 
+import inspect
 import logging
 import tempfile
 from pathlib import Path
@@ -29,6 +30,29 @@ __all__ = ["HubCheckpointMixin"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T", bound="HubCheckpointMixin")
+
+
+#: what ModelHubMixin itself passes to ``_from_pretrained``: not the user's to give
+_HUB_KEYWORDS = frozenset(
+    {"model_id", "revision", "cache_dir", "force_download", "local_files_only", "token"}
+)
+
+
+def _check_keywords(cls: type, given: dict[str, Any]) -> None:
+    """``TypeError`` for a keyword ``_from_pretrained`` does not take (a typo such as
+    ``devcie=`` would otherwise vanish into its ``**_hub_kwargs``)."""
+    params = inspect.signature(cls._from_pretrained).parameters
+    known = (
+        {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+        - _HUB_KEYWORDS
+        - {"cls"}
+    )
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__}.from_pretrained() got unexpected keyword arguments {unknown}; "
+            f"it takes {sorted(known)} besides revision, cache_dir, local_files_only and token"
+        )
 
 
 class HubCheckpointMixin(ModelHubMixin):
@@ -65,6 +89,7 @@ class HubCheckpointMixin(ModelHubMixin):
         Every file from the Hub or its cache is checked against its sha256 before loading;
         pickled files are never loaded.
         """
+        _check_keywords(cls, model_kwargs)
         folder, source = resolve_pretrained(
             name_or_repo_id_or_path,
             files=cls._checkpoint_files,

@@ -14,7 +14,7 @@ from torch import nn
 
 import hyperinit
 from hyperinit import hub
-from hyperinit.initialize import _load_cached, _resolve_cached
+from hyperinit.initialize import clear_cache
 from hyperinit.modalities import get_modality
 from tests.fakehub import FakeHub
 
@@ -31,14 +31,12 @@ def fake_hub(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    _resolve_cached.cache_clear()
-    _load_cached.cache_clear()
+    clear_cache()
     with FakeHub() as server:
         monkeypatch.setenv("HF_ENDPOINT", server.url)
         server.add_folder(XRAY, "main", REFERENCE)
         yield server
-    _resolve_cached.cache_clear()
-    _load_cached.cache_clear()
+    clear_cache()
 
 
 def _embedded(modality: str) -> tuple[str, Path]:
@@ -314,3 +312,8 @@ def test_cli_download_reports_errors(fake_hub, capsys):
     fake_hub.modes["model.safetensors"] = "500"
     assert main(["download", "--modality", "xray"]) == 2
     assert "model.safetensors" in capsys.readouterr().err
+
+
+def test_from_pretrained_refuses_a_misspelt_keyword():
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['devcie'\].*'device'"):
+        hyperinit.HyperInitializer.from_pretrained("xray", devcie="cpu")
