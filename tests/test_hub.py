@@ -14,8 +14,9 @@ from torch import nn
 
 import hyperinit
 from hyperinit import hub
+from hyperinit.errors import CheckpointDownloadError, CheckpointIntegrityError
 from hyperinit.initialize import clear_cache
-from hyperinit.modalities import get_modality
+from hyperinit.modalities import MODALITIES, get_modality
 from tests.fakehub import FakeHub
 
 REFERENCE = get_modality("xray").path
@@ -114,7 +115,7 @@ def test_failures_fall_back_to_embedded(fake_hub, caplog, mode):
 def test_failures_raise_for_repo_without_embedded_copy(fake_hub, tmp_path, mode):
     fake_hub.add_folder("lab/hn", "main", _checkpoint(tmp_path, 0, "c"))
     fake_hub.modes["model.safetensors"] = mode
-    with pytest.raises(hyperinit.CheckpointDownloadError, match=r"lab/hn@main/model\.safetensors"):
+    with pytest.raises(CheckpointDownloadError, match=r"lab/hn@main/model\.safetensors"):
         hyperinit.HyperInitializer.from_pretrained("lab/hn")
     assert not list(Path(os.environ["HF_HUB_CACHE"]).rglob("*.safetensors"))
 
@@ -141,7 +142,7 @@ def test_wrong_sha256_is_never_loaded(fake_hub, caplog):
 def test_corrupted_body_under_true_etag_is_detected(fake_hub, tmp_path):
     fake_hub.add_folder("lab/hn", "main", _checkpoint(tmp_path, 0, "c"))
     fake_hub.modes["model.safetensors"] = "corrupt"
-    with pytest.raises(hyperinit.CheckpointIntegrityError, match=r"model\.safetensors.*sha256"):
+    with pytest.raises(CheckpointIntegrityError, match=r"model\.safetensors.*sha256"):
         hyperinit.HyperInitializer.from_pretrained("lab/hn")
 
 
@@ -177,10 +178,10 @@ def test_offline_without_cache(fake_hub, monkeypatch, caplog):
     assert report.checkpoint.startswith(_embedded("us")[0])
     assert fake_hub.requests == []
     assert sum("embedded in the package" in r.getMessage() for r in caplog.records) == 1
-    with pytest.raises(hyperinit.CheckpointDownloadError, match="HF_HUB_OFFLINE"):
+    with pytest.raises(CheckpointDownloadError, match="HF_HUB_OFFLINE"):
         hyperinit.HyperInitializer.from_pretrained("lab/hn")
     rows = {r.name: r for r in hyperinit.list_checkpoints()}
-    assert set(rows) == set(hyperinit.MODALITIES)
+    assert set(rows) == set(MODALITIES)
     assert rows["xray"].source == "embedded" and rows["xray"].size_bytes > 100_000
 
 
@@ -292,14 +293,14 @@ def test_c2l_backbone_loads_from_a_hub_repo_and_pushes_through_the_mixin(fake_hu
 def test_cli_download_and_list(fake_hub, capsys, monkeypatch):
     from hyperinit.cli import main
 
-    for name in hyperinit.MODALITIES:
+    for name in MODALITIES:
         fake_hub.add_folder(f"hyperinit/hyperinit-{name}", "main", get_modality(name).path)
     assert main(["list"]) == 0
     assert "remote" in capsys.readouterr().out
     assert main(["download", "--modality", "cxr"]) == 0
     assert "xray" in capsys.readouterr().out
     assert main(["download", "--all"]) == 0
-    assert capsys.readouterr().out.count("verified in") == len(hyperinit.MODALITIES)
+    assert capsys.readouterr().out.count("verified in") == len(MODALITIES)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

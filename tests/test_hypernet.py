@@ -14,14 +14,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import hyperinit
+from hyperinit.errors import CheckpointError
+from hyperinit.graph import OP_TYPES
 from hyperinit.hypernet.model import CONFIG_NAME, WEIGHTS_NAME
 from hyperinit.hypernet.roles import BIAS_RANGE, NORM_WEIGHT_RANGE, assign_roles
 from hyperinit.hypernet.synthesis import gaussian_noise, kron_factors, kron_noise
+from hyperinit.initialize import load_hypernetwork
+from hyperinit.modalities import MODALITIES
 
 
 @pytest.fixture(scope="module")
 def hypernet() -> hyperinit.HyperInitializer:
-    return hyperinit.load_hypernetwork("xray")[0]
+    return load_hypernetwork("xray")[0]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,7 @@ def resnet_graph() -> hyperinit.ArchGraph:
 def test_reference_checkpoint_is_loadable_and_in_eval_mode(hypernet):
     assert not hypernet.training
     assert hypernet.config.s_max == 50
-    assert hypernet.config.op_types == list(hyperinit.OP_TYPES)
+    assert hypernet.config.op_types == list(OP_TYPES)
     n = sum(p.numel() for p in hypernet.parameters())
     assert 100_000 < n < 1_000_000
 
@@ -72,11 +76,11 @@ def test_noise_is_independent_of_which_params_are_predicted(hypernet, resnet_gra
     assert torch.allclose(part["layer2.0.conv1.weight"], full["layer2.0.conv1.weight"], atol=1e-6)
 
 
-@pytest.mark.parametrize("modality", hyperinit.MODALITIES)
+@pytest.mark.parametrize("modality", MODALITIES)
 def test_channels_are_not_copies(modality, resnet_graph):
     """Symmetry is broken: no two filters alike, full rank, little common structure. Trained
     checkpoints correlate filters more than the reference (xray most: mean |r| 0.16)."""
-    hypernet = hyperinit.load_hypernetwork(modality)[0]
+    hypernet = load_hypernetwork(modality)[0]
     with torch.no_grad():
         w = hypernet.predict_params(resnet_graph, seed=0)["layer3.0.conv2.weight"]
     flat = w.flatten(1)
@@ -133,7 +137,7 @@ def _set_config_value(folder, key: str, value) -> None:
 
 
 def test_structured_share_cap(tmp_path, resnet_graph):
-    hn = hyperinit.load_hypernetwork("xray")[0]
+    hn = load_hypernetwork("xray")[0]
     shares = hn.structured_shares(resnet_graph)
     assert max(shares.values()) > 0.3  # the trained checkpoint is well above the cap below
     capped = hyperinit.HyperInitializer.from_pretrained(hn.save_pretrained(tmp_path / "c"))
@@ -156,12 +160,12 @@ def test_structured_share_cap(tmp_path, resnet_graph):
     with pytest.raises(ValueError, match="max_structured_share"):
         hyperinit.HyperInitializer(max_structured_share=0.0)
     _set_config_value(tmp_path / "c", "max_structured_share", 2)
-    with pytest.raises(hyperinit.CheckpointError, match=r"max_structured_share must be .*config"):
+    with pytest.raises(CheckpointError, match=r"max_structured_share must be .*config"):
         hyperinit.HyperInitializer.from_pretrained(tmp_path / "c")
 
 
 def test_learned_weight_scale(tmp_path, resnet_graph):
-    hn = hyperinit.load_hypernetwork("xray")[0]
+    hn = load_hypernetwork("xray")[0]
     assert hn.log_scale is None and set(hn.weight_scales(resnet_graph).values()) == {1.0}
     scaled = hyperinit.HyperInitializer(dataclasses.replace(hn.config, scale_range=4.0))
     missing, unexpected = scaled.load_state_dict(hn.state_dict(), strict=False)
@@ -193,12 +197,12 @@ def test_learned_weight_scale(tmp_path, resnet_graph):
         with pytest.raises(ValueError, match="scale_range"):
             hyperinit.HyperInitializer(scale_range=bad)
     _set_config_value(tmp_path / "s", "scale_range", 0.5)
-    with pytest.raises(hyperinit.CheckpointError, match=r"scale_range must be .*config"):
+    with pytest.raises(CheckpointError, match=r"scale_range must be .*config"):
         hyperinit.HyperInitializer.from_pretrained(tmp_path / "s")
 
 
 def test_gaussian_noise_option(tmp_path, resnet_graph):
-    hn = hyperinit.load_hypernetwork("xray")[0]
+    hn = load_hypernetwork("xray")[0]
     iid = hyperinit.HyperInitializer.from_pretrained(hn.save_pretrained(tmp_path / "g"))
     iid.config.noise = "gaussian"
     with torch.no_grad():
@@ -221,7 +225,7 @@ def test_gaussian_noise_option(tmp_path, resnet_graph):
     cfg = json.loads((tmp_path / "g" / CONFIG_NAME).read_text())
     cfg["noise"] = "uniform"
     (tmp_path / "g" / CONFIG_NAME).write_text(json.dumps(cfg))
-    with pytest.raises(hyperinit.CheckpointError, match=r"noise must be one of kron, gaussian"):
+    with pytest.raises(CheckpointError, match=r"noise must be one of kron, gaussian"):
         hyperinit.HyperInitializer.from_pretrained(tmp_path / "g")
 
 
@@ -246,27 +250,27 @@ def test_vocabulary_is_remapped_by_name(tmp_path, resnet_graph):
 def test_bad_checkpoints_raise_clear_errors(tmp_path):
     pt = tmp_path / "model.pt"
     torch.save({"a": torch.zeros(1)}, pt)
-    with pytest.raises(hyperinit.CheckpointError, match="pickle"):
+    with pytest.raises(CheckpointError, match="pickle"):
         hyperinit.HyperInitializer.from_pretrained(pt)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(hyperinit.CheckpointError, match=r"missing config\.json, model"):
+    with pytest.raises(CheckpointError, match=r"missing config\.json, model"):
         hyperinit.HyperInitializer.from_pretrained(empty)
     good = hyperinit.HyperInitializer().save_pretrained(tmp_path / "good")
     (good / WEIGHTS_NAME).write_bytes((good / WEIGHTS_NAME).read_bytes()[:1000])
-    with pytest.raises(hyperinit.CheckpointError, match="truncated or corrupted"):
+    with pytest.raises(CheckpointError, match="truncated or corrupted"):
         hyperinit.HyperInitializer.from_pretrained(good)
     other = tmp_path / "other"
     other.mkdir()
     (other / CONFIG_NAME).write_text(json.dumps({"architectures": ["BertModel"]}))
     (other / WEIGHTS_NAME).write_bytes(b"")
-    with pytest.raises(hyperinit.CheckpointError, match="not a hyperinit checkpoint config"):
+    with pytest.raises(CheckpointError, match="not a hyperinit checkpoint config"):
         hyperinit.HyperInitializer.from_pretrained(other)
     small = hyperinit.HyperInitializer(d_model=16).save_pretrained(tmp_path / "small")
     cfg = json.loads((small / CONFIG_NAME).read_text())
     cfg["d_model"] = 64
     (small / CONFIG_NAME).write_text(json.dumps(cfg))
-    with pytest.raises(hyperinit.CheckpointError, match=r"does not match its config\.json"):
+    with pytest.raises(CheckpointError, match=r"does not match its config\.json"):
         hyperinit.HyperInitializer.from_pretrained(small)
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 import hyperinit
 from hyperinit import modality as M
+from hyperinit.modalities import MODALITIES
 from tests.conftest import REPO
 
 
@@ -37,7 +38,7 @@ def test_each_dataset_picks_its_own_modality(heldout):
     for name, files in heldout.items():
         best, distances = M.choose_modality(files)
         assert best == name, (name, distances)
-        assert next(iter(distances)) == name and set(distances) == set(hyperinit.MODALITIES)
+        assert next(iter(distances)) == name and set(distances) == set(MODALITIES)
 
 
 def test_distance_inputs_and_properties(heldout, data_dir):
