@@ -30,7 +30,7 @@ from hyperinit.init_report import InitReport
 from hyperinit.initialize import initialize
 from hyperinit.localize import AttentionMiner
 from hyperinit.metalr import MetaLROptimizer
-from hyperinit.modality import modality_distance
+from hyperinit.modality_auto import modality_distance
 from hyperinit.models import create_model
 from hyperinit.training import HyperTrainer, TrainConfig
 

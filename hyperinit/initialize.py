@@ -259,7 +259,7 @@ def initialize(
                 'modality="auto" needs sample=: a few of your images (a tensor, a folder, a list '
                 "of files or a dataset) to compare with each modality's reference images."
             )
-        from hyperinit.modality import choose_modality
+        from hyperinit.modality_auto import choose_modality
 
         modality, distances = choose_modality(sample)
     hypernet, source = load_hypernetwork(modality, checkpoint, device)

@@ -61,8 +61,9 @@ def package_json(name: str) -> Any:
 #: The registry's data (``hyperinit/modalities.json``): ``reference`` and ``trained[<modality>]``
 #: hold the sha256 of a checkpoint's files and the date they were made; ``training_data`` the
 #: data each modality's checkpoint is (to be) trained on, and whose images give the reference
-#: coordinates of ``modality="auto"`` (see hyperinit.modality). Trained checkpoints are embedded
-#: under hyperinit/checkpoints/<modality> (tools/train_modalities.py; model cards in each).
+#: coordinates of ``modality="auto"`` (see hyperinit.modality_auto). Trained checkpoints are
+#: embedded under hyperinit/checkpoints/<modality> (tools/train_modalities.py; model cards in
+#: each).
 _DATA: dict[str, Any] = package_json("modalities.json")
 _TRAINED: dict[str, dict[str, Any]] = _DATA["trained"]
 _TRAINING_DATA: dict[str, str] = _DATA["training_data"]
@@ -106,7 +107,7 @@ class ModalityCheckpoint:
     @property
     def reference_coords(self) -> dict[str, list[list[float]]]:
         """``{init: [[x, y], ...]}``: the modality's cmv coordinates (for modality="auto")."""
-        from hyperinit.modality import COORDS
+        from hyperinit.modality_auto import COORDS
 
         return COORDS.get("coords", {}).get(self.name, {})
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import hyperinit
-from hyperinit import modality as M
+from hyperinit import modality_auto as M
 from hyperinit.modalities import MODALITIES
 from tests.conftest import REPO
 
@@ -59,7 +59,7 @@ def test_distance_inputs_and_properties(heldout, data_dir):
 
 
 def test_committed_coordinates_are_reproducible(data_dir):
-    from hyperinit.modality import COORDS
+    from hyperinit.modality_auto import COORDS
 
     script = _coords_script()
     params = COORDS["params"]

@@ -21,7 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from hyperinit import modality as M  # noqa: E402
+from hyperinit import modality_auto as M  # noqa: E402
 from hyperinit.data import data_root, drive_split, load_split, pretraining_files  # noqa: E402
 
 #: modality -> dataset folder, and how its files split into reference (train) / held-out (test)
@@ -78,7 +78,7 @@ def main() -> None:
     }
     table = {
         "generated": datetime.date.today().isoformat(),
-        "method": "cmv/cmd, Rethinking medical pre-training section 3; see hyperinit.modality",
+        "method": "cmv/cmd, Rethinking medical pre-training section 3; see hyperinit.modality_auto",
         "params": params,
         "eps": {k: round(v, 6) for k, v in eps.items()},
         "data": {
