@@ -16,17 +16,16 @@ from torch.utils.data import DataLoader, Dataset
 import hyperinit.c2l.pretrainer as pretrainer_mod
 from hyperinit.c2l import (
     C2LPretrainer,
-    FeatureQueue,
     batch_mixup,
     c2l_loss,
     default_augment,
     info_nce,
     load_backbone,
-    mix,
-    sample_lambda,
     strip_head,
     suggested_queue_size,
 )
+from hyperinit.c2l.loss import mix, sample_lambda
+from hyperinit.c2l.queue import FeatureQueue
 from hyperinit.errors import C2LCheckpointError, C2LConfigError, HyperInitError
 
 torch.set_num_threads(1)

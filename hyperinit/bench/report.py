@@ -94,7 +94,7 @@ def write_report(
         *[f"  {line}" for line in checkpoint_lines(results)],
         "",
     ]
-    from hyperinit.data import SPLIT_RULES
+    from hyperinit.data.medical import SPLIT_RULES
 
     rows = []
     for name, task in TASKS.items():

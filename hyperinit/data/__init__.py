@@ -3,20 +3,13 @@ with fixed splits.
 
 >>> from hyperinit.data import ImageFolder, load_split
 >>> unlabelled = ImageFolder("scans/", channels=1)             # any folder, recursively
->>> train = load_split("chest_xray", "train", fraction=0.1)    # 10 % of the labels, stratified
-"""
+>>> train = load_split("chest_xray", "train", fraction=0.1)    # 10 % of the labels, stratified"""
+
+from __future__ import annotations
 
 from hyperinit.data.datasets import ImageFolder, LabelledImages
-from hyperinit.data.io import (
-    DICOM_EXTENSIONS,
-    IMAGE_EXTENSIONS,
-    find_images,
-    image_to_tensor,
-    read_image,
-)
+from hyperinit.data.io import find_images, image_to_tensor, read_image
 from hyperinit.data.medical import (
-    DATASETS,
-    SPLIT_RULES,
     DriveVessels,
     data_root,
     drive_split,
@@ -25,10 +18,6 @@ from hyperinit.data.medical import (
 )
 
 __all__ = [
-    "DATASETS",
-    "DICOM_EXTENSIONS",
-    "IMAGE_EXTENSIONS",
-    "SPLIT_RULES",
     "DriveVessels",
     "ImageFolder",
     "LabelledImages",

@@ -38,7 +38,8 @@ from hyperinit.bench.c2l_settings import BATCH, C2L_SETTINGS, SIZE
 from hyperinit.bench.quick import checkpoint_init, quick_cell, run_quick
 from hyperinit.bench.stats import SPIKE, loss_spike, paired_gain
 from hyperinit.bench.tasks import get_task
-from hyperinit.c2l import SEED_QUEUE_SHARE, C2LPretrainer, suggested_queue_size
+from hyperinit.c2l import C2LPretrainer, suggested_queue_size
+from hyperinit.c2l.queue import SEED_QUEUE_SHARE
 from hyperinit.data import ImageFolder, load_split
 
 ROOT = Path(__file__).resolve().parents[2]
