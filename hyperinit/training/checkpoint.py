@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from hyperinit.atomic import atomic_path
 from hyperinit.errors import TrainingError
 from hyperinit.training.config import TrainConfig
 
@@ -65,9 +65,8 @@ def save_state(
         "config": json.dumps(config.to_dict()),
         **{name: part.state_dict() for name, part in parts.items()},
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_state(
