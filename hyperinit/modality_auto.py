@@ -41,6 +41,8 @@ __all__ = [
     "load_images",
     "modality_distance",
     "modality_distances",
+    "spread_indices",
+    "to_chw",
 ]
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ def _cmv_net(init: str, seed: int) -> nn.Sequential:
     return net.eval()
 
 
-def _to_chw(img: Any) -> torch.Tensor:
+def to_chw(img: Any) -> torch.Tensor:
     """One image (tensor, array or PIL image) as float (3, H, W)."""
     if not isinstance(img, torch.Tensor):
         import numpy as np
@@ -127,7 +129,7 @@ def _prepare(x: torch.Tensor, size: int) -> torch.Tensor:
     return (x - lo) / (hi - lo).clamp_min(1e-8)
 
 
-def _spread(n: int, k: int) -> list[int]:
+def spread_indices(n: int, k: int) -> list[int]:
     """k indices spread evenly over range(n) (all of them when n <= k)."""
     if n <= k:
         return list(range(n))
@@ -153,13 +155,13 @@ def load_images(source: Any, max_images: int = MAX_IMAGES, size: int = IMAGE_SIZ
     if n == 0:
         raise HyperInitError("the image sample is empty.")
     out = []
-    for i in _spread(n, max_images):
+    for i in spread_indices(n, max_images):
         item = items[i]
         if isinstance(item, tuple | list) and not isinstance(item, torch.Tensor):
             item = item[0]  # (image, label)
         if isinstance(item, str | Path):
             item = read_image(item)
-        out.append(_prepare(_to_chw(item), size))
+        out.append(_prepare(to_chw(item), size))
     return torch.stack(out)
 
 

@@ -30,7 +30,7 @@ def heldout(data_dir):
     out = {}
     for name in script.DATASETS:
         files = script.split_files(name, "test", data_dir)
-        out[name] = [files[i] for i in M._spread(len(files), 16)]
+        out[name] = [files[i] for i in M.spread_indices(len(files), 16)]
     return out
 
 
@@ -53,7 +53,7 @@ def test_distance_inputs_and_properties(heldout, data_dir):
     other_xray = M.load_images(data_dir / "chest_xray_kermany" / "train", max_images=16)
     assert hyperinit.modality_distance(xray, other_xray) < 0.5 * d_xf
     # any affine normalisation of a tensor, a dataset of (image, label) pairs: same answer
-    raw = torch.stack([M._to_chw(torch.rand(1, 40, 50) * 255) for _ in range(6)])
+    raw = torch.stack([M.to_chw(torch.rand(1, 40, 50) * 255) for _ in range(6)])
     ds = [(img, 0) for img in raw * 0.02 - 1.3]
     assert hyperinit.modality_distance(raw, ds) == pytest.approx(0.0, abs=1e-5)
 

@@ -97,7 +97,7 @@ def main() -> None:
     rows = []
     for name in DATASETS:
         files = split_files(name, "test")
-        test = [files[i] for i in M._spread(len(files), 32)]
+        test = [files[i] for i in M.spread_indices(len(files), 32)]
         d = M.modality_distances(test)
         rows.append((name, len(test), d))
     names = list(coords)
