@@ -26,6 +26,7 @@ from hyperinit.c2l import (
 )
 from hyperinit.c2l.loss import mix, sample_lambda
 from hyperinit.c2l.queue import FeatureQueue
+from hyperinit.c2l.teacher import momentum_update
 from hyperinit.errors import C2LCheckpointError, C2LConfigError, HyperInitError
 
 torch.set_num_threads(1)
@@ -308,7 +309,7 @@ def test_teacher_is_an_ema_of_parameters_and_a_copy_of_buffers():
             pt.fill_(-1.0)
         for b in s.buffers():
             b.fill_(3)
-    trainer._momentum_update()
+    momentum_update(trainer.teacher, trainer.student, trainer.momentum)
     for i, pt in enumerate(t.parameters()):
         assert torch.allclose(pt, torch.full_like(pt, 0.9 * -1.0 + 0.1 * (i + 1)), atol=1e-6)
     for bt in t.buffers():
