@@ -8,16 +8,16 @@ metadata. A kill leaves the previous file whole: the new one is written beside i
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from hyperinit.atomic import atomic_path
 from hyperinit.errors import LocalizationError
 
-__all__ = ["atomic_write_text", "load_state", "optimizer_from_flat", "optimizer_to_flat",
+__all__ = ["load_state", "optimizer_from_flat", "optimizer_to_flat",
            "save_state", "unshare"]  # fmt: skip
 
 _META_KEY = "hyperinit_localize"
@@ -69,19 +69,12 @@ def optimizer_from_flat(
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def save_state(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
     """Write ``tensors`` and JSON ``meta`` to ``path`` (safetensors), atomically."""
     from safetensors.torch import save_file
 
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file(unshare(tensors), str(tmp), metadata={_META_KEY: json.dumps(meta)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(unshare(tensors), str(tmp), metadata={_META_KEY: json.dumps(meta)})
 
 
 def load_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

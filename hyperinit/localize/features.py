@@ -13,25 +13,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from hyperinit.c2l.backbone import remove_head
 from hyperinit.errors import LocalizationError
 
 __all__ = ["StageFeatures"]
 
 logger = logging.getLogger(__name__)
 
-_HEAD_NAMES = ("fc", "classifier", "heads", "head", "last_linear")
 
-
-def _strip_head(model: nn.Module) -> nn.Module:
-    """Remove a classifier head in place (timm ``reset_classifier(0)``, else the first of
-    ``fc``/``classifier``/... becomes ``nn.Identity``); a model without one is left as is."""
-    if hasattr(model, "reset_classifier") and hasattr(model, "get_classifier"):
-        model.reset_classifier(0)
-        return model
-    for name in _HEAD_NAMES:
-        if isinstance(getattr(model, name, None), nn.Module):
-            setattr(model, name, nn.Identity())
-            break
+def _without_head(model: nn.Module) -> nn.Module:
+    """``model`` with its classifier head removed in place, if it has one."""
+    remove_head(model)
     return model
 
 
@@ -75,7 +67,7 @@ class StageFeatures(nn.Module):
             raise LocalizationError(
                 f"backbone must be an nn.Module or a 'timm:NAME' spec; got {type(backbone)}"
             )
-        self.body = _strip_head(backbone)
+        self.body = _without_head(backbone)
         self.in_chans = in_chans
         timm_names = _timm_stages(backbone)
         self._use_forward_features = stages is None and timm_names is not None

@@ -343,7 +343,8 @@ class AttentionMiner(MinerTraining):
         :meth:`load` reads them back."""
         from safetensors.torch import save_file
 
-        from hyperinit.localize.checkpoint import atomic_write_text, unshare
+        from hyperinit.atomic import atomic_write_text
+        from hyperinit.localize.checkpoint import unshare
 
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from hyperinit.errors import LocalizationError
 from hyperinit.localize.kp import frozen_copy
@@ -184,19 +184,16 @@ class MinerTraining:
     def _batches(
         self, ds: Dataset, batch_size: int, workers: int, seed: int, epoch: int
     ) -> Iterable[Any]:
-        from hyperinit import distributed as hdist
+        from hyperinit.c2l.data import seeded_loader
 
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        sampler = None
-        if hdist.is_distributed():
-            from torch.utils.data.distributed import DistributedSampler
-
-            sampler = DistributedSampler(ds, shuffle=True, seed=seed, drop_last=True)
-            sampler.set_epoch(epoch)
-        return DataLoader(
-            ds, batch_size=batch_size, shuffle=sampler is None, sampler=sampler,
-            drop_last=len(ds) >= 2 * batch_size, num_workers=workers, generator=g,
-        )  # fmt: skip
+        return seeded_loader(
+            ds,
+            batch_size,
+            num_workers=workers,
+            seed=seed,
+            epoch=epoch,
+            drop_last=len(ds) >= 2 * batch_size,
+        )
 
     def _loss(self, x: Tensor, y: Tensor, mining: bool) -> tuple[Tensor, dict[str, float]]:
         fmap, cams, logits, layers = self._call(x)
