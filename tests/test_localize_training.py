@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import shutil
 import socket
@@ -13,7 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from hyperinit import AttentionMiner
-from hyperinit.errors import LocalizationError
+from hyperinit.errors import LocalizationError, UnreadableImageError
 from hyperinit.localize import load_localization_data
 from tests.test_localize import TinyCNN
 
@@ -240,3 +241,18 @@ def test_cli_localize_trains_and_writes_boxes_overlays_and_scores(data_dir, bbox
     code = main([*args[:-4], "--classes", "Mass,Hernia", "--out", str(tmp_path / "x.csv")])
     assert code == 2
     assert "no positive image for class(es) ['Hernia']" in capsys.readouterr().err
+
+
+def test_an_unreadable_image_is_skipped_with_its_labels_not_the_run(bbox, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="hyperinit.localize.data")
+    first = bbox.subset([0, 1, 2])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    first.files[1] = broken
+    x, y = first[1]  # falls back to image 2, with image 2's labels
+    assert torch.equal(x, first.image(2))
+    assert torch.equal(y, first.labels[2])
+    assert first.skipped == 1
+    assert "skipping unreadable image" in caplog.text
+    with pytest.raises(UnreadableImageError, match=r"broken\.jpg"):
+        first.image(1)  # asked for by name: still an error

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from hyperinit.data.io import IMAGE_EXTENSIONS, find_images, image_to_tensor, read_image
-from hyperinit.errors import DataError, LocalizationError
+from hyperinit.errors import DataError, LocalizationError, UnreadableImageError
 
 __all__ = ["BOX_FINDINGS", "LocalizationImages", "load_localization_data"]
 
@@ -77,6 +77,7 @@ class LocalizationImages(Dataset):
         self.boxes = [list(b) for b in boxes] if boxes is not None else [[] for _ in files]
         self.image_size = int(image_size)
         self.in_chans = int(in_chans)
+        self.unreadable: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.files)
@@ -89,8 +90,25 @@ class LocalizationImages(Dataset):
         x = (image_to_tensor(img) - GRAY_MEAN) / GRAY_STD
         return x.repeat(self.in_chans, 1, 1)
 
+    @property
+    def skipped(self) -> int:
+        """How many images training has found unreadable (and skipped) so far."""
+        return len(self.unreadable)
+
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.image(index), self.labels[index]
+        """Image ``index`` and its labels; an unreadable file is skipped with one warning and
+        the next readable image stands in with its own labels, so a long run never stops on
+        one bad file (:meth:`image` still raises for it)."""
+        n = len(self.files)
+        for i in ((index + k) % n for k in range(n)):
+            if i in self.unreadable:
+                continue
+            try:
+                return self.image(i), self.labels[i]
+            except UnreadableImageError as e:
+                self.unreadable.add(i)
+                logger.warning("skipping unreadable image (%d so far): %s", self.skipped, e)
+        raise DataError(f"none of the {n} images of the localisation dataset is readable.")
 
     def subset(self, indices: Sequence[int]) -> LocalizationImages:
         """The images at ``indices``, with their labels and boxes."""
