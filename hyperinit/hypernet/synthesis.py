@@ -23,13 +23,21 @@ the vanishing cross term) the requested standard deviation, without another pass
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from functools import lru_cache
 
 import torch
 
-__all__ = ["cosine_basis", "gaussian_noise", "kron_factors", "kron_noise", "param_generator"]
+__all__ = [
+    "cosine_basis",
+    "gaussian_noise",
+    "kron_factors",
+    "kron_noise",
+    "param_generator",
+    "symmetry_noise",
+]
 
 
 @lru_cache(maxsize=512)
@@ -81,35 +89,29 @@ def param_generator(seed: int, name: str) -> torch.Generator:
     )
 
 
-def gaussian_noise(
+def symmetry_noise(
     rows: int,
     cols: int,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     scale: torch.Tensor | float = 1.0,
-) -> torch.Tensor:
-    """A new ``(rows, cols)`` i.i.d. Gaussian matrix with exactly zero mean and RMS ``scale``:
-    the slower, unstructured alternative to :func:`kron_noise`."""
-    noise = torch.randn(rows, cols, generator=generator, dtype=torch.float64)
-    noise -= noise.mean()
-    noise /= noise.pow(2).mean().sqrt().clamp_min(1e-12)
-    return noise.to(device=device, dtype=dtype) * scale
-
-
-def kron_noise(
-    rows: int,
-    cols: int,
-    generator: torch.Generator,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    scale: torch.Tensor | float = 1.0,
+    *,
+    kind: str = "kron",
 ) -> torch.Tensor:
     """A new ``(rows, cols)`` full-rank random matrix with exactly zero mean and RMS ``scale``
-    (a float or a 0-dim tensor, through which gradients flow)."""
-    factors = kron_factors(rows, cols)
+    (a float or a 0-dim tensor, through which gradients flow).
+
+    ``kind="kron"``: a Kronecker product of two small Gaussian factors (one broadcast multiply;
+    i.i.d. when the shape has no full-rank factorisation, see :func:`kron_factors`);
+    ``kind="gaussian"``: i.i.d. Gaussian, one draw per element (slower, unstructured).
+    """
+    factors = kron_factors(rows, cols) if kind == "kron" else None
     if factors is None:
-        return gaussian_noise(rows, cols, generator, device, dtype, scale)
+        noise = torch.randn(rows, cols, generator=generator, dtype=torch.float64)
+        noise -= noise.mean()
+        noise /= noise.pow(2).mean().sqrt().clamp_min(1e-12)
+        return noise.to(device=device, dtype=dtype) * scale
     r1, c1, r2, c2 = factors
     a = torch.randn(r1, c1, generator=generator, dtype=torch.float64)
     b = torch.randn(r2, c2, generator=generator, dtype=torch.float64)
@@ -118,6 +120,11 @@ def kron_noise(
     a = (a / rms.clamp_min(1e-12)).to(device=device, dtype=dtype) * scale
     b = b.to(device=device, dtype=dtype)
     return (a[:, None, :, None] * b[None, :, None, :]).reshape(rows, cols)
+
+
+#: :func:`symmetry_noise` as a Kronecker product (the default) and i.i.d.
+kron_noise = functools.partial(symmetry_noise, kind="kron")
+gaussian_noise = functools.partial(symmetry_noise, kind="gaussian")
 
 
 def _batched_noise(
