@@ -32,6 +32,7 @@ __all__ = [
     "duplicate_share",
     "effective_rank",
     "layer_stats",
+    "layers_followed_by_norm",
 ]
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
@@ -94,8 +95,8 @@ def duplicate_share(w: torch.Tensor, threshold: float = 0.9, max_rows: int = 512
     return float((off > threshold).double().mean())
 
 
-def _norm_after(model: nn.Module, example_input: Any) -> dict[str, bool]:
-    """``{module name: whether a normalisation consumes its output}``, through views."""
+def layers_followed_by_norm(model: nn.Module, example_input: Any) -> dict[str, bool]:
+    """``{conv / linear module name: whether a normalisation consumes its output}``."""
     graph = trace(model, example_input)
     consumers: dict[int, list[int]] = {}
     for node in graph.nodes:
@@ -107,6 +108,8 @@ def _norm_after(model: nn.Module, example_input: Any) -> dict[str, bool]:
 
     out: dict[str, bool] = {}
     for node in graph.nodes:
+        if op_family(node.op) not in ("conv", "linear"):
+            continue
         for p in node.params:
             module = p.rsplit(".", 1)[0]
             if p.endswith("weight") and module not in out:
@@ -174,7 +177,7 @@ def compare_inits(
     names_a = [n for n, _ in model_a.named_parameters()]
     if names_a != [n for n, _ in model_b.named_parameters()]:
         raise ValueError("compare_inits() needs two models of the same architecture")
-    norm_after = _norm_after(model_a, batch)
+    norm_after = layers_followed_by_norm(model_a, batch)
     a = layer_stats(model_a, batch, loss_fn)
     b = layer_stats(model_b, batch, loss_fn)
     order = [n for n in norm_after if n in a]
