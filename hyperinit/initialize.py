@@ -246,8 +246,8 @@ def initialize(
             "Pass the model that holds the layers (not a functional wrapper or a buffer-only "
             "module)."
         )
-    materialize_lazy(model, example_input)
-    all_params = dict(model.named_parameters())
+    if materialize_lazy(model, example_input):
+        all_params = dict(model.named_parameters())
     on_meta = is_on_meta(model)
     device = torch.device(device) if device is not None else _model_device(model)
     if on_meta and device.type == "meta":

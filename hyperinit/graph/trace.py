@@ -279,8 +279,8 @@ def trace(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"trace() expects an nn.Module, got {type(model).__name__}")
-    lazy = [n or "<root>" for n, m in model.named_modules() if isinstance(m, LazyModuleMixin)]
-    if lazy and any(is_lazy(p) for p in model.parameters()):
+    if any(is_lazy(p) for p in model.parameters()):
+        lazy = [n or "<root>" for n, m in model.named_modules() if isinstance(m, LazyModuleMixin)]
         raise TraceError(
             f"cannot trace {type(model).__name__}: lazy modules {lazy[:5]} have no shapes yet. "
             "Run model(example_input) once to materialise them (hyperinit.initialize does that "
