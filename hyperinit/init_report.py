@@ -25,6 +25,7 @@ class InitReport:
             or ``real``) and, when a cheaper pass was not used, why (``note``).
         modality_distances: with ``modality="auto"``, the distance (average cmd) from the sample
             to each modality's reference images, closest first.
+        postprocess: the post-processing applied to the predictions (``{}``: none).
     """
 
     model: str
@@ -40,6 +41,7 @@ class InitReport:
     timings: dict[str, float] = field(default_factory=dict)
     graph: dict[str, Any] = field(default_factory=dict)
     modality_distances: dict[str, float] = field(default_factory=dict)
+    postprocess: dict[str, Any] = field(default_factory=dict)
 
     @property
     def coverage(self) -> float:
@@ -72,6 +74,9 @@ class InitReport:
             f"{self.total_elements - self.head_elements:,} non-head elements "
             f"({100 * self.coverage:.1f} %)",
         ]
+        if self.postprocess:
+            opts = ", ".join(f"{k}={v}" for k, v in self.postprocess.items() if k != "version")
+            lines.append(f"  postprocess  : {opts}")
         if self.kept:
             detail = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda x: -x[1]))
             lines.append(f"  kept         : {len(self.kept)} tensors ({detail})")

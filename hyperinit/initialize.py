@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import lru_cache
@@ -25,6 +25,7 @@ from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
 from hyperinit.init_report import InitReport
 from hyperinit.materialize import allocate_meta, is_on_meta, materialize_lazy, plan_meta
 from hyperinit.modalities import get_modality
+from hyperinit.postprocess import PostProcess
 from hyperinit.selection import excluded_parameters, head_parameters
 
 __all__ = ["clear_cache", "initialize", "initialize_deferred", "load_hypernetwork"]
@@ -113,6 +114,20 @@ def _resolve_seed(seed: int | None) -> int:
     if seed is not None:
         return int(seed)
     return int(torch.randint(0, 2**31 - 1, (1,)).item())  # follows torch.manual_seed
+
+
+def _post(options: PostProcess | Mapping[str, Any]) -> PostProcess:
+    if isinstance(options, PostProcess):
+        return options
+    if not isinstance(options, Mapping):
+        raise TypeError(
+            "postprocess= takes a PostProcess or a dict of its options, got "
+            f"{type(options).__name__}"
+        )
+    try:
+        return PostProcess.from_dict(options, source="postprocess=", fix="Fix the argument")
+    except CheckpointError as e:
+        raise ValueError(str(e)) from None
 
 
 def _check_finite(preds: dict[str, torch.Tensor]) -> None:
@@ -205,6 +220,7 @@ def initialize(
     device: torch.device | str | None = None,
     seed: int | None = None,
     sample: Any = None,
+    postprocess: PostProcess | Mapping[str, Any] | None = None,
 ) -> InitReport:
     """Predict initial weights for ``model`` with the modality's hypernetwork, in place.
 
@@ -223,6 +239,9 @@ def initialize(
             ``torch.manual_seed`` makes runs repeatable. The report records it.
         sample: with ``modality="auto"``, some of your images: a tensor ``(N, C, H, W)``, a
             folder, a list of files or a dataset (a few dozen are plenty).
+        postprocess: overrides the checkpoint's post-processing of the predictions for this
+            call: a :class:`~hyperinit.postprocess.PostProcess` or its options as a dict
+            (``{"orthogonalize": True}``); ``{}`` writes the raw predictions.
 
     Lazy modules (``nn.LazyConv2d``...) are materialised first by one forward pass on
     ``example_input`` (required then). A model built on the meta device gets real tensors on
@@ -263,6 +282,7 @@ def initialize(
 
         modality, distances = choose_modality(sample)
     hypernet, source = load_hypernetwork(modality, checkpoint, device)
+    post = hypernet.config.post_process() if postprocess is None else _post(postprocess)
     seed = _resolve_seed(seed)
 
     graph = _trace_all_branches(model, example_input, hypernet.config.s_max)
@@ -287,12 +307,15 @@ def initialize(
             kept[name] = "unused in forward"
         elif roles.get(name) not in PREDICTED_ROLES:
             kept[name] = f"role '{roles.get(name)}'"
+        elif roles.get(name) in post.kept_roles:
+            kept[name] = f"postprocess: {post.norm_weights} {roles.get(name)}"
         else:
             wanted.add(name)
 
     plan = plan_meta(model, wanted) if on_meta else None  # refuses before any change
     with torch.no_grad():
         preds = hypernet.predict_params(graph, names=wanted, seed=seed, roles=param_roles)
+        preds = post.apply(preds, roles, seed=seed)
         _check_finite(preds)
     t_predict = time.perf_counter()
     if plan is not None:
@@ -327,6 +350,7 @@ def initialize(
             **({"note": graph.meta["trace_note"]} if "trace_note" in graph.meta else {}),
         },
         modality_distances=distances,
+        postprocess={} if post.is_identity else post.to_dict(),
     )
     log.info("%s", report)
     return report

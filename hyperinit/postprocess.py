@@ -1,0 +1,195 @@
+"""Post-processing of predicted weights: transforms applied after the hypernetwork, before use.
+
+A checkpoint's ``config.json`` records its post-processing under ``"postprocess"`` (versioned;
+absent = none), :func:`hyperinit.initialize` applies it, and ``postprocess=`` overrides it for
+one call. Each transform keeps what the hypernetwork predicted and changes one property that the
+layer-by-layer diagnostic (``research/init_diagnostic``) found different from default init:
+
+- ``orthogonalize``: each predicted weight becomes its polar factor at the same RMS, the
+  nearest matrix with every singular value equal (predicted weights have 0.71-0.83x default
+  init's effective rank);
+- ``noise``: Gaussian noise of that many times each weight's RMS, added first (seeded);
+- ``norm_weights``: ``"predicted"``, ``"one"`` (the norm scales set to 1) or ``"default"``
+  (not predicted: the model keeps its own, e.g. timm's ``zero_init_last`` zeros).
+
+>>> pp = PostProcess(orthogonalize=True)
+>>> PostProcess.from_dict(pp.to_dict()) == pp
+True
+>>> PostProcess().is_identity, pp.key()
+(True, '-pp34ffbaad')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hyperinit.errors import CheckpointError
+
+__all__ = ["POSTPROCESS_VERSION", "PostProcess", "orthogonalize"]
+
+#: Bumped when a transform changes what it computes; a newer one is refused.
+POSTPROCESS_VERSION = 1
+NORM_WEIGHTS = ("predicted", "one", "default")
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """What :func:`hyperinit.initialize` does to the predicted tensors before writing them.
+
+    Attributes:
+        orthogonalize: replace each predicted weight (2+ dims, role ``weight``) by its polar
+            factor at the same RMS (:func:`orthogonalize`).
+        noise: add seeded Gaussian noise of ``noise`` x RMS to those weights (before
+            orthogonalising when both are on).
+        norm_weights: ``"predicted"``, ``"one"`` or ``"default"`` (leave them to the model).
+        version: the post-processing version the options were chosen with.
+    """
+
+    orthogonalize: bool = False
+    noise: float = 0.0
+    norm_weights: str = "predicted"
+    version: int = POSTPROCESS_VERSION
+
+    def __post_init__(self) -> None:
+        problem = self.problem()
+        if problem:
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """What is wrong with the options (``None`` when they are valid)."""
+        if not isinstance(self.orthogonalize, bool):
+            return f"orthogonalize must be true or false, got {self.orthogonalize!r}"
+        noise = self.noise
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 10:
+            return f"noise must be a number in [0, 10), got {noise!r}"
+        if self.norm_weights not in NORM_WEIGHTS:
+            return f"norm_weights must be one of {NORM_WEIGHTS}, got {self.norm_weights!r}"
+        if not isinstance(self.version, int) or self.version < 1:
+            return f"version must be a positive integer, got {self.version!r}"
+        if self.version > POSTPROCESS_VERSION:
+            return (
+                f"version {self.version} is newer than this hyperinit understands "
+                f"({POSTPROCESS_VERSION}): upgrade hyperinit"
+            )
+        return None
+
+    @property
+    def is_identity(self) -> bool:
+        """True when nothing is changed (the predictions are written as they are)."""
+        return not self.orthogonalize and self.noise == 0 and self.norm_weights == "predicted"
+
+    @property
+    def kept_roles(self) -> frozenset[str]:
+        """Parameter roles left to the model's own init."""
+        return frozenset({"norm_weight"}) if self.norm_weights == "default" else frozenset()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any] | PostProcess | None,
+        source: str = "postprocess",
+        fix: str = "Fix the value in config.json",
+    ) -> PostProcess:
+        """Options from ``config.json``'s ``"postprocess"`` (``None``: no post-processing).
+
+        Raises:
+            CheckpointError: unknown options or a bad value, named, with ``fix``.
+        """
+        if data is None:
+            return cls()
+        if isinstance(data, PostProcess):
+            return data
+        if not isinstance(data, Mapping):
+            raise CheckpointError(f"{source} must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise CheckpointError(
+                f"{source} has unknown options {unknown}; known: {sorted(known)}. {fix} "
+                "(or upgrade hyperinit)."
+            )
+        try:
+            return cls(**dict(data))
+        except ValueError as e:
+            raise CheckpointError(f"{source}: {e}. {fix}.") from None
+
+    def key(self) -> str:
+        """A short suffix for cache keys: ``""`` when identity, else ``-pp<8 hex digits>``."""
+        if self.is_identity:
+            return ""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return "-pp" + hashlib.sha256(blob).hexdigest()[:8]
+
+    def apply(
+        self, preds: dict[str, torch.Tensor], roles: Mapping[str, str], *, seed: int
+    ) -> dict[str, torch.Tensor]:
+        """The post-processed predictions (a new dict; ``preds`` is not changed)."""
+        if self.is_identity:
+            return preds
+        gen = torch.Generator().manual_seed(int(seed) ^ 0x5EED)
+        out: dict[str, torch.Tensor] = {}
+        for name, value in preds.items():
+            role = roles.get(name)
+            if role == "weight" and value.dim() >= 2:
+                if self.orthogonalize:
+                    value = orthogonalize(value, noise=self.noise, generator=gen)
+                elif self.noise > 0:
+                    value = value + _noise(value, self.noise, gen)
+            elif role == "norm_weight" and self.norm_weights == "one":
+                value = torch.ones_like(value)
+            out[name] = value
+        return out
+
+
+def _noise(weight: torch.Tensor, scale: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Gaussian noise of ``scale`` x ``weight``'s RMS, drawn on the CPU (float64 for float64)."""
+    dtype = torch.float64 if weight.dtype == torch.float64 else torch.float32
+    w = weight.detach().to("cpu", dtype)
+    draw = torch.randn(w.shape, generator=generator, dtype=dtype)
+    return (scale * w.pow(2).mean().sqrt() * draw).to(device=weight.device, dtype=weight.dtype)
+
+
+def orthogonalize(
+    weight: torch.Tensor, *, noise: float = 0.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """The polar factor of ``weight`` (flattened to ``out x rest``), rescaled to its RMS.
+
+    The polar factor ``U V^T`` of ``W = U S V^T`` is the (semi-)orthogonal matrix nearest to
+    ``W`` in Frobenius norm, so it keeps the predicted directions and sets every singular
+    value equal. ``noise`` adds Gaussian noise of ``noise`` times the weight's RMS first (the
+    symmetry-breaking step of Knyazev's fine-tuning recipe for GHN-predicted weights).
+
+    Args:
+        weight: a weight of at least two dimensions (``out, in, *kernel``).
+        noise: relative standard deviation of the noise added before orthogonalising.
+        generator: draws the noise (reproducible with a seeded generator).
+
+    Returns:
+        A new tensor of ``weight``'s shape, dtype and RMS.
+
+    >>> w = torch.randn(64, 16, 3, 3)
+    >>> torch.allclose(orthogonalize(w).pow(2).mean(), w.pow(2).mean())
+    True
+    """
+    if weight.dim() < 2:
+        raise ValueError(
+            f"orthogonalize needs a weight of 2+ dimensions, got {tuple(weight.shape)}"
+        )
+    mat = weight.detach().reshape(weight.shape[0], -1).double()
+    if noise > 0:
+        mat = mat + _noise(mat, noise, generator)
+    rms = weight.detach().double().pow(2).mean().sqrt()
+    u, _, vh = torch.linalg.svd(mat, full_matrices=False)
+    q = u @ vh
+    q = q * (rms / q.pow(2).mean().sqrt().clamp_min(1e-30))
+    return q.reshape(weight.shape).to(weight.dtype)
