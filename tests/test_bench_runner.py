@@ -13,6 +13,7 @@ import hyperinit.bench.runner as runner
 from hyperinit.bench import Cell, cell_path, run_cell
 from hyperinit.bench.tasks import SplitData
 from hyperinit.errors import BenchConfigError
+from hyperinit.postprocess import PostProcess
 
 
 def _split(n: int, seed: int) -> SplitData:
@@ -153,10 +154,12 @@ def test_checkpoint_dir_gets_its_own_key(tmp_path):
     shutil.copytree(get_modality("xray").path, folder)
     weights = (folder / "model.safetensors").read_bytes()
     cell = Cell("chest_xray", init=f"hyperinit:{folder}")
-    assert cell.config()["hypernet"] == hashlib.sha256(weights).hexdigest()[:8]
+    # the weights' sha, then the prediction settings that differ from the defaults
+    settings = "-orthogonal-flat-centre_except_depthwise"
+    assert cell.config()["hypernet"] == hashlib.sha256(weights).hexdigest()[:8] + settings
     assert cell.init_label == "hyperinit:ck"
     xray = get_modality("xray")  # the registry's pin when trained, none for the reference
-    pin = xray.sha256["model.safetensors"][:8] if xray.trained else None
+    pin = xray.sha256["model.safetensors"][:8] + settings if xray.trained else None
     assert Cell("chest_xray", init="hyperinit:own").config().get("hypernet") == pin
     before = cell.key()
     (folder / "model.safetensors").write_bytes(weights + b"\0")
@@ -171,9 +174,12 @@ def test_structured_share_cap_gets_its_own_key(tmp_path):
 
     folder = tmp_path / "ck"
     shutil.copytree(get_modality("xray").path, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.update(noise="kron", spectrum="predicted", centre_rows="all")
+    (folder / "config.json").write_text(json.dumps(config))
     cell = Cell("chest_xray", init=f"hyperinit:{folder}")
     uncapped = cell.config()["hypernet"]
-    config = json.loads((folder / "config.json").read_text())
+    assert len(uncapped) == 8  # the weights' sha alone: default settings
     config["max_structured_share"] = 0.25
     (folder / "config.json").write_text(json.dumps(config))
     # same weights file, different predictions: the cache must not hand back uncapped results
@@ -182,3 +188,7 @@ def test_structured_share_cap_gets_its_own_key(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     assert cell.config()["hypernet"] == uncapped + "-cap0.25-gaussian"
     assert cell.key() != Cell("chest_xray", init="hyperinit:own").key()
+    config.update(spectrum="flat", centre_rows="none", postprocess={"orthogonalize": True})
+    (folder / "config.json").write_text(json.dumps(config))
+    pp = PostProcess(orthogonalize=True).key()
+    assert cell.config()["hypernet"] == uncapped + "-cap0.25-gaussian-flat-centre_none" + pp

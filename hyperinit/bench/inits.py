@@ -55,15 +55,27 @@ def _file_digest(path: str, mtime: float) -> str:
 
 def _config_suffix(config_path: Path) -> str:
     """What a checkpoint's config changes in its predictions without changing its weights file:
-    ``-cap<x>`` for a structured-share cap, ``-<noise>`` for non-default noise; else ``""``."""
+    ``-cap<x>`` for a structured-share cap, ``-<noise>`` / ``-<spectrum>`` /
+    ``-centre_<rows>`` for non-default prediction settings, ``-pp<hash>`` for post-processing
+    (:meth:`hyperinit.postprocess.PostProcess.key`); else ``""``."""
     import json
+
+    from hyperinit.postprocess import PostProcess
 
     try:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError):
         return ""
     cap, noise = config.get("max_structured_share"), config.get("noise", "kron")
-    return ("" if cap is None else f"-cap{cap:g}") + ("" if noise == "kron" else f"-{noise}")
+    spectrum, centre = config.get("spectrum", "predicted"), config.get("centre_rows", "all")
+    post = PostProcess.from_dict(config.get("postprocess"), source=f"{config_path}: postprocess")
+    return (
+        ("" if cap is None else f"-cap{cap:g}")
+        + ("" if noise == "kron" else f"-{noise}")
+        + ("" if spectrum == "predicted" else f"-{spectrum}")
+        + ("" if centre == "all" else f"-centre_{centre}")
+        + post.key()
+    )
 
 
 def hypernet_version(init: str | InitFn, modality: str) -> str | None:

@@ -13,6 +13,7 @@ from hyperinit.errors import CheckpointError
 from hyperinit.graph.archgraph import S_MAX
 from hyperinit.graph.ops import OP_TYPES, VOCAB_VERSION
 from hyperinit.hypernet.roles import ROLES
+from hyperinit.postprocess import PostProcess
 
 __all__ = ["FORMAT_NAME", "HyperInitConfig"]
 
@@ -20,7 +21,11 @@ __all__ = ["FORMAT_NAME", "HyperInitConfig"]
 FORMAT_NAME = "hyperinit.HyperInitializer"
 FORMAT_VERSION = 1
 #: Kinds of symmetry-breaking noise (``HyperInitConfig.noise``).
-NOISE_KINDS = ("kron", "gaussian")
+NOISE_KINDS = ("kron", "gaussian", "orthogonal")
+#: Limits on the structured share of variance (``HyperInitConfig.spectrum``).
+SPECTRA = ("predicted", "flat")
+#: Which structured rows sum to zero (``HyperInitConfig.centre_rows``).
+CENTRE_ROWS = ("all", "except_depthwise", "none")
 
 
 @dataclass
@@ -40,12 +45,26 @@ class HyperInitConfig:
             The rest of the variance goes to seeded full-rank noise, so a lower cap gives
             higher-rank weights.
         noise: the symmetry-breaking noise: ``"kron"`` (a Kronecker product of two small
-            Gaussian factors, fast) or ``"gaussian"`` (i.i.d., one draw per element).
+            Gaussian factors, fast), ``"gaussian"`` (i.i.d., one draw per element) or
+            ``"orthogonal"`` (a Kronecker product of two small semi-orthogonal factors: every
+            singular value equal, about as fast as ``"kron"``).
         scale_range: ``None``: every predicted weight has the fan-in scale of its role.
             A number ``r > 1``: the hypernetwork also predicts a per-tensor multiplier of that
             scale in ``[1/r, r]`` (1 when untrained). For a layer followed by a norm the scale
             changes nothing in the forward pass but sets the effective learning rate of
             fine-tuning, which only the bi-level objective (``TrainConfig.inner_steps``) sees.
+        spectrum: ``"predicted"``: each weight's structured part and share as predicted;
+            ``"flat"``: the structured part replaced by its polar factor (its ``r`` directions
+            kept, their singular values equal) and its share at most ``r / min(rows, cols)``,
+            what ``r`` directions hold when every singular value is equal, so the low-rank part
+            cannot dominate the spectrum (pair with ``noise="orthogonal"``: a flat full-rank
+            part). A cheap stand-in for orthogonalising each predicted weight.
+        centre_rows: which weights' structured part has rows that sum to zero: ``"all"``,
+            ``"except_depthwise"`` or ``"none"``. A zero sum cancels the mean of the inputs a
+            row mixes (large after a ReLU); for a depthwise kernel (one input channel) that is
+            its channel's local mean, so every depthwise filter becomes high-pass.
+        postprocess: what :func:`hyperinit.initialize` does to the predictions before writing
+            them (:class:`~hyperinit.postprocess.PostProcess` options; ``None``: nothing).
         op_types, roles: the vocabularies the embedding tables were built with.
         modality, training: what the checkpoint was trained on (free-form for the model card).
     """
@@ -60,6 +79,9 @@ class HyperInitConfig:
     max_structured_share: float | None = None
     noise: str = "kron"
     scale_range: float | None = None
+    spectrum: str = "predicted"
+    centre_rows: str = "all"
+    postprocess: dict[str, Any] | None = None
     op_types: list[str] = field(default_factory=lambda: list(OP_TYPES))
     roles: list[str] = field(default_factory=lambda: list(ROLES))
     vocab_version: int = VOCAB_VERSION
@@ -109,7 +131,19 @@ class HyperInitConfig:
             isinstance(r, (int, float)) and not isinstance(r, bool) and 1 < r < float("inf")
         ):
             return f"scale_range must be a finite number > 1 or null, got {r!r}"
+        if self.centre_rows not in CENTRE_ROWS:
+            return f"centre_rows must be one of {', '.join(CENTRE_ROWS)}, got {self.centre_rows!r}"
+        if self.spectrum not in SPECTRA:
+            return f"spectrum must be one of {', '.join(SPECTRA)}, got {self.spectrum!r}"
+        try:
+            self.post_process()
+        except CheckpointError as e:
+            return str(e).partition(". Fix")[0]
         return None
+
+    def post_process(self) -> PostProcess:
+        """The :class:`~hyperinit.postprocess.PostProcess` of ``postprocess``."""
+        return PostProcess.from_dict(self.postprocess)
 
     @classmethod
     def load(cls, path: str | Path) -> HyperInitConfig:

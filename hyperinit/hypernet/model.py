@@ -200,6 +200,14 @@ class HyperInitializer(
             phi = phi.clamp_min(math.acos(math.sqrt(cap)))
         return phi
 
+    def _flat_cap(self, phi: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+        """With ``spectrum="flat"``: at most the share of variance that the structured part's
+        ``r`` directions hold in a flat spectrum, ``r / min(rows, cols)``."""
+        if self.config.spectrum != "flat":
+            return phi
+        rank = min(self.config.code_rank, rows, cols)
+        return phi.clamp_min(math.acos(math.sqrt(min(1.0, rank / min(rows, cols)))))
+
     def structured_shares(self, graph: ArchGraph) -> dict[str, float]:
         """Share of each predicted weight's variance in the structured part (after the cap)."""
         roles = [p for p in assign_roles(graph) if p.role in ("weight", "embedding")]
@@ -207,7 +215,11 @@ class HyperInitializer(
             return {}
         with torch.no_grad():
             phi = self._mix_angles(self._param_features(self.encode(graph), roles))
-        return {p.name: float(torch.cos(a) ** 2) for p, a in zip(roles, phi)}
+        return {
+            p.name: float(torch.cos(self._flat_cap(a, rows, cols * kernel)) ** 2)
+            for p, a in zip(roles, phi)
+            for rows, cols, kernel in [p.matrix_shape]
+        }
 
     def _scales(self, feats: torch.Tensor) -> torch.Tensor | None:
         """Multiplier of each weight's fan-in scale, in ``[1/r, r]`` (``None``: fixed scale)."""
@@ -314,8 +326,17 @@ class HyperInitializer(
                     target = torch.tensor([p.target_std for p in members], device=dev)
                     if scales is not None:
                         target = target * scales[idx]
+                    ph = self._flat_cap(phi[idx], n_rows, cols * kh * kw)
                     weights = synthesise_weights(
-                        q[js], n_rows, phi[idx], target, [gens[j] for j in js], cfg.noise
+                        q[js],
+                        n_rows,
+                        ph,
+                        target,
+                        [gens[j] for j in js],
+                        cfg.noise,
+                        flat=cfg.spectrum == "flat",
+                        centre=cfg.centre_rows == "all"
+                        or (cfg.centre_rows == "except_depthwise" and cols > 1),
                     )
                     for p, w in zip(members, weights):
                         out[p.name] = w.view(p.shape)

@@ -15,7 +15,10 @@ A predicted weight matrix (rows = output channels, cols = input channels x kerne
   between channels. It is a Kronecker product of two small Gaussian factors, which costs one
   broadcast multiply instead of a random draw per element (a draw per element takes ~4 ns on
   a laptop CPU, i.e. 0.1 s for ResNet-50 alone). When the shape cannot be factored with full
-  rank, it falls back to ``torch.randn``.
+  rank, it falls back to ``torch.randn``. With ``noise="orthogonal"`` both factors are
+  replaced by their polar factors (an SVD of two small matrices), so ``N`` is a scaled
+  semi-orthogonal matrix: every singular value equal, where a product of two Gaussian factors
+  has most of its singular values near zero (the low effective rank the diagnostic found).
 
 ``alpha`` and ``beta`` are computed from the factors so that W has exactly zero mean and (up to
 the vanishing cross term) the requested standard deviation, without another pass over W.
@@ -36,6 +39,7 @@ __all__ = [
     "kron_factors",
     "kron_noise",
     "param_generator",
+    "polar_factor",
     "symmetry_noise",
 ]
 
@@ -104,22 +108,36 @@ def symmetry_noise(
 
     ``kind="kron"``: a Kronecker product of two small Gaussian factors (one broadcast multiply;
     i.i.d. when the shape has no full-rank factorisation, see :func:`kron_factors`);
-    ``kind="gaussian"``: i.i.d. Gaussian, one draw per element (slower, unstructured).
+    ``kind="gaussian"``: i.i.d. Gaussian, one draw per element (slower, unstructured);
+    ``kind="orthogonal"``: the Kronecker product of the two factors' polar factors, a scaled
+    semi-orthogonal matrix (up to the mean removal); the polar factor of an i.i.d. draw when
+    the shape has no full-rank factorisation.
     """
-    factors = kron_factors(rows, cols) if kind == "kron" else None
+    factors = kron_factors(rows, cols) if kind != "gaussian" else None
     if factors is None:
         noise = torch.randn(rows, cols, generator=generator, dtype=torch.float64)
+        if kind == "orthogonal":
+            noise = polar_factor(noise)
         noise -= noise.mean()
         noise /= noise.pow(2).mean().sqrt().clamp_min(1e-12)
         return noise.to(device=device, dtype=dtype) * scale
     r1, c1, r2, c2 = factors
     a = torch.randn(r1, c1, generator=generator, dtype=torch.float64)
     b = torch.randn(r2, c2, generator=generator, dtype=torch.float64)
+    if kind == "orthogonal":
+        a, b = polar_factor(a), polar_factor(b)
     a -= a.mean()
     rms = a.pow(2).mean().sqrt() * b.pow(2).mean().sqrt()
     a = (a / rms.clamp_min(1e-12)).to(device=device, dtype=dtype) * scale
     b = b.to(device=device, dtype=dtype)
     return (a[:, None, :, None] * b[None, :, None, :]).reshape(rows, cols)
+
+
+def polar_factor(mat: torch.Tensor) -> torch.Tensor:
+    """``U V^T`` of ``mat = U S V^T`` (batched over leading dims): the nearest matrix with every
+    singular value 1."""
+    u, _, vh = torch.linalg.svd(mat, full_matrices=False)
+    return u @ vh
 
 
 #: :func:`symmetry_noise` as a Kronecker product (the default) and i.i.d.
@@ -137,10 +155,12 @@ def _batched_noise(
 ) -> list[torch.Tensor]:
     """:func:`kron_noise` (or :func:`gaussian_noise`) for several generators at once: the same
     draws from each generator, the arithmetic batched. ``scale`` is ``(B,)``."""
-    factors = kron_factors(rows, cols) if kind == "kron" else None
+    factors = kron_factors(rows, cols) if kind != "gaussian" else None
     if factors is None:
-        draw = gaussian_noise if kind == "gaussian" else kron_noise
-        return [draw(rows, cols, g, device, scale=scale[b]) for b, g in enumerate(generators)]
+        return [
+            symmetry_noise(rows, cols, g, device, scale=scale[b], kind=kind)
+            for b, g in enumerate(generators)
+        ]
     r1, c1, r2, c2 = factors
     pairs = [
         (
@@ -151,6 +171,8 @@ def _batched_noise(
     ]
     a = torch.stack([p[0] for p in pairs])
     b = torch.stack([p[1] for p in pairs])
+    if kind == "orthogonal":
+        a, b = polar_factor(a), polar_factor(b)
     a = a - a.mean(dim=(1, 2), keepdim=True)
     rms = a.pow(2).mean(dim=(1, 2)).sqrt() * b.pow(2).mean(dim=(1, 2)).sqrt()
     a = (a / rms.clamp_min(1e-12)[:, None, None]).to(device=device, dtype=torch.float32)
@@ -160,6 +182,18 @@ def _batched_noise(
     return list(full.unbind(0))
 
 
+def _flat_factors(codes: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors of the polar factor of ``codes @ q`` (batched ``(B, m, r) @ (B, r, n)``): with
+    ``codes = Q1 R1``, ``q^T = Q2 R2`` and ``R1 R2^T = u s v^T``, it is ``(Q1 u)(v^T Q2^T)``.
+    Directions with a singular value under 1e-6 of the largest are dropped (centred rows have
+    rank < cols when cols <= r), so rows of ``q`` that sum to zero keep doing so."""
+    q1, r1 = torch.linalg.qr(codes)
+    q2, r2 = torch.linalg.qr(q.transpose(1, 2))
+    u, s, vh = torch.linalg.svd(r1 @ r2.transpose(1, 2), full_matrices=False)
+    keep = (s > 1e-6 * s[:, :1]).to(u.dtype)
+    return q1 @ (u * keep[:, None, :]), vh @ q2.transpose(1, 2)
+
+
 def synthesise_weights(
     q: torch.Tensor,
     rows: int,
@@ -167,6 +201,8 @@ def synthesise_weights(
     target: torch.Tensor,
     generators: list[torch.Generator],
     noise: str = "kron",
+    flat: bool = False,
+    centre: bool = True,
 ) -> list[torch.Tensor]:
     """``W = alpha * C_out @ Q + beta * N`` for ``B`` weights of one ``(rows, cols)`` shape.
 
@@ -177,7 +213,12 @@ def synthesise_weights(
         target: ``(B,)`` standard deviation each weight must have.
         generators: one per weight (:func:`param_generator`); each draws its output codes
             ``C_out`` and then its noise factors, so a weight does not depend on the others.
-        noise: ``"kron"`` or ``"gaussian"``.
+        noise: ``"kron"``, ``"gaussian"`` or ``"orthogonal"`` (:func:`symmetry_noise`).
+        flat: replace ``C_out @ Q`` by its polar factor (computed from the factors, so it
+            costs ``O((rows + cols) r^2)``): its ``r`` singular values equal.
+        centre: make each row of the structured part sum to zero. Off for a depthwise
+            kernel (one input channel), where a zero sum is a zero response to the channel's
+            local mean: every such filter would be high-pass.
 
     Returns:
         ``B`` separate ``(rows, cols)`` tensors (no shared storage), differentiable w.r.t.
@@ -188,8 +229,11 @@ def synthesise_weights(
     # centre each row of q: every row of the structured part then sums to zero, so it adds
     # nothing to the mean a layer passes on (after a ReLU the input mean is large)
     q = q[:, :rank]
-    q = q - q.mean(dim=2, keepdim=True)
+    if centre:
+        q = q - q.mean(dim=2, keepdim=True)
     codes = torch.stack([torch.randn(rows, rank, generator=g) for g in generators]).to(dev)
+    if flat:
+        codes, q = _flat_factors(codes, q)
     # ||C_out @ q||_F^2 = <C_out^T C_out, q q^T>: the RMS without forming W
     gram = (codes.transpose(1, 2) @ codes) * (q @ q.transpose(1, 2))
     rms = (gram.sum(dim=(1, 2)).clamp_min(0) / (rows * q.shape[2])).sqrt().clamp_min(1e-12)
