@@ -59,8 +59,12 @@ def test_capped_checkpoint_changes_only_the_config(tmp_path):
     assert (copy / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
     config = json.loads((copy / "config.json").read_text())
     assert config["max_structured_share"] == 0.25 and config["noise"] == "kron"
-    shipped = hypernet_version(f"hyperinit:{src}", "ct")
-    assert hypernet_version(f"hyperinit:{copy}", "ct") == shipped + "-cap0.25"
+    weights = hypernet_version(f"hyperinit:{src}", "ct").split("-")[0]  # the weights' sha
+    # the copy pins the settings it was measured with (SETTINGS_V0) plus the cap
+    assert hypernet_version(f"hyperinit:{copy}", "ct") == weights + "-cap0.25"
+    v0 = Q.checkpoint_copy("ct", tmp_path)
+    assert v0 == tmp_path / "v0" / "ct" and hypernet_version(f"hyperinit:{v0}", "ct") == weights
+    shipped = weights
     gauss = Q.capped_checkpoint("ct", None, tmp_path, noise="gaussian")
     assert gauss == tmp_path / "uncapped-gaussian" / "ct"
     assert hypernet_version(f"hyperinit:{gauss}", "ct") == shipped + "-gaussian"
@@ -115,7 +119,7 @@ def test_compare_checkpoints_by_hand(tmp_path, monkeypatch):
     assert p["se"] == pytest.approx(math.sqrt(0.02 / 6))
     assert sum(diffs) / 6 == pytest.approx(0.1)
     assert r["a"]["path"] == "hyperinit/checkpoints/ct"
-    assert r["b"]["sha256"] == r["a"]["sha256"] + "-cap0.25"
+    assert r["b"]["sha256"] == r["a"]["sha256"].split("-")[0] + "-cap0.25"
     assert (r["task"], r["metric"], r["seeds"]) == ("ct_covid", "auc", 2)
 
 

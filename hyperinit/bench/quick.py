@@ -26,8 +26,10 @@ from hyperinit.bench.tasks import get_task
 
 __all__ = [
     "ARCHS",
+    "SETTINGS_V0",
     "TASK",
     "capped_checkpoint",
+    "checkpoint_copy",
     "checkpoint_dir",
     "checkpoint_init",
     "compare_checkpoints",
@@ -216,22 +218,45 @@ def write_comparison(result: dict, name: str, out: Path) -> Path:
     return md
 
 
-def capped_checkpoint(
-    modality: str, cap: float | None, work_dir: Path, noise: str = "kron"
-) -> Path:
-    """A copy of ``modality``'s shipped checkpoint in ``work_dir`` with
-    ``max_structured_share = cap`` and ``noise`` in its ``config.json`` (same weights file).
+#: The prediction settings every checkpoint shipped with until 2026-12-02: the experiments in
+#: ``research/`` that compare against "the shipped checkpoint" of that time pin them.
+SETTINGS_V0: dict = {
+    "max_structured_share": None,
+    "noise": "kron",
+    "spectrum": "predicted",
+    "centre_rows": "all",
+    "postprocess": None,
+}
 
-    The copy is ``work_dir/<uncapped|cap<c>>[-<noise>]/<modality>``; rewritten on every call.
+
+def checkpoint_copy(modality: str, work_dir: Path, name: str = "v0", **settings: object) -> Path:
+    """A copy of ``modality``'s shipped checkpoint in ``work_dir/name/<modality>``: the same
+    weights file, and a ``config.json`` with :data:`SETTINGS_V0` updated by ``settings``.
+
+    Its cells keep the keys they had when those were the shipped settings: the init label is
+    ``hyperinit:<modality>`` and the cache key hashes the weights plus the settings that differ
+    from the defaults. Rewritten on every call.
     """
     src = checkpoint_dir(modality)
-    name = ("uncapped" if cap is None else f"cap{cap:g}") + ("" if noise == "kron" else f"-{noise}")
     dst = work_dir / name / modality
     dst.mkdir(parents=True, exist_ok=True)
     shutil.copy2(src / "model.safetensors", dst / "model.safetensors")
     config = json.loads((src / "config.json").read_text())
-    config["max_structured_share"] = cap
-    config["noise"] = noise
+    config.update(SETTINGS_V0)
+    config.update(settings)
     (dst / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    log.debug("capped copy of %s (cap %s, noise %s) in %s", modality, cap, noise, dst)
+    log.debug("copy of %s with %s in %s", modality, settings, dst)
     return dst
+
+
+def capped_checkpoint(
+    modality: str, cap: float | None, work_dir: Path, noise: str = "kron"
+) -> Path:
+    """A copy of ``modality``'s shipped checkpoint in ``work_dir`` with
+    ``max_structured_share = cap`` and ``noise`` in its ``config.json`` (same weights file;
+    otherwise :data:`SETTINGS_V0`, the settings it was measured with).
+
+    The copy is ``work_dir/<uncapped|cap<c>>[-<noise>]/<modality>``; rewritten on every call.
+    """
+    name = ("uncapped" if cap is None else f"cap{cap:g}") + ("" if noise == "kron" else f"-{noise}")
+    return checkpoint_copy(modality, work_dir, name, max_structured_share=cap, noise=noise)

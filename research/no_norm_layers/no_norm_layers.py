@@ -16,6 +16,7 @@ Cells are cached in ``cells/`` (resumable); writes ``no_norm_layers.{json,md}`` 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 from pathlib import Path
@@ -24,12 +25,21 @@ import torch
 from torch import nn
 
 import hyperinit
-from hyperinit.bench.quick import quick_cell, run_quick
+from hyperinit.bench.quick import checkpoint_copy, quick_cell, run_quick
 from hyperinit.bench.stats import mean_se
 from hyperinit.init_diagnostics import layers_followed_by_norm
 
 HERE = Path(__file__).resolve().parent
 TASK = "chest_xray"
+
+
+@functools.cache
+def xray_v0() -> Path:
+    """The shipped xray checkpoint with the prediction settings it had when this ran
+    (``hyperinit.bench.quick.SETTINGS_V0``): same weights, same cell keys."""
+    return checkpoint_copy("xray", HERE / "cache")
+
+
 ARCHS = {"MobileNetV3-S": "timm:mobilenetv3_small_100", "EfficientNet-B0": "timm:efficientnet_b0"}
 INITS = ("default", "xray", "xray, default where no norm follows")
 
@@ -40,7 +50,7 @@ def default_where_no_norm(seed: int):
     def xray_default_no_norm(model: nn.Module) -> None:
         normed = layers_followed_by_norm(model, torch.zeros(2, 1, 64, 64))
         keep = [name for name, has_norm in normed.items() if not has_norm]
-        hyperinit.initialize(model, modality="xray", seed=seed, exclude=keep)
+        hyperinit.initialize(model, checkpoint=xray_v0(), seed=seed, exclude=keep)
 
     return xray_default_no_norm
 
@@ -52,7 +62,7 @@ def run(seeds: int) -> dict:
         for label, arch in ARCHS.items():
             inits = {
                 INITS[0]: ("default", None),
-                INITS[1]: ("hyperinit:xray", None),
+                INITS[1]: (f"hyperinit:{xray_v0()}", None),
                 INITS[2]: (default_where_no_norm(seed), "xray-default-no-norm"),
             }
             for name, (init, init_name) in inits.items():

@@ -18,6 +18,7 @@ Cells are cached in ``cells/`` (resumable); writes ``norm_matching.{json,md}`` b
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 from pathlib import Path
@@ -27,11 +28,18 @@ import torch
 from torch import nn
 
 import hyperinit
-from hyperinit.bench.quick import quick_cell, run_quick
+from hyperinit.bench.quick import checkpoint_copy, quick_cell, run_quick
 from hyperinit.bench.stats import mean_se
 
 HERE = Path(__file__).resolve().parent
 TASK = "chest_xray"
+
+
+@functools.cache
+def xray_v0() -> Path:
+    """The shipped xray checkpoint with the prediction settings it had when this ran
+    (``hyperinit.bench.quick.SETTINGS_V0``): same weights, same cell keys."""
+    return checkpoint_copy("xray", HERE / "cache")
 
 
 def deit_tiny_64(in_chans: int, num_classes: int) -> nn.Module:
@@ -54,7 +62,7 @@ def norm_matched(seed: int):
     def xray_normmatch(model: nn.Module) -> None:
         with torch.no_grad():
             before = {n: p.pow(2).mean().sqrt() for n, p in model.named_parameters()}
-        report = hyperinit.initialize(model, modality="xray", seed=seed)
+        report = hyperinit.initialize(model, checkpoint=xray_v0(), seed=seed)
         params = dict(model.named_parameters())
         with torch.no_grad():
             for name in report.predicted:
@@ -72,7 +80,7 @@ def run(seeds: int) -> dict:
         for label, arch in ARCHS.items():
             inits = {
                 "default": ("default", None),
-                "xray": ("hyperinit:xray", None),
+                "xray": (f"hyperinit:{xray_v0()}", None),
                 "xray, norm-matched": (norm_matched(seed), "xray-normmatch"),
             }
             for name, (init, init_name) in inits.items():
