@@ -31,22 +31,21 @@ import json
 import logging
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
-from hyperinit.bench.quick import TASK, checkpoint_dir, quick_cell, quick_size, run_quick
+from hyperinit.bench.quick import (
+    TASK,
+    checkpoint_dir,
+    deit_tiny_64,
+    quick_cell,
+    quick_size,
+    run_quick,
+)
 from hyperinit.bench.stats import mean_se
 from hyperinit.bench.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def deit_tiny_64(in_chans: int, num_classes: int) -> nn.Module:
-    """DeiT-Tiny with timm's position embedding at the quick check's 64 px."""
-    return timm.create_model(
-        "deit_tiny_patch16_224", img_size=64, in_chans=in_chans, num_classes=num_classes
-    )
 
 
 ARCHS: dict[str, object] = {

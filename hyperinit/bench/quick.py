@@ -19,6 +19,8 @@ import statistics
 from importlib import resources
 from pathlib import Path
 
+from torch import nn
+
 from hyperinit.bench import Cell, run_cell
 from hyperinit.bench.inits import hypernet_version
 from hyperinit.bench.stats import loss_spike, mean_se
@@ -33,6 +35,7 @@ __all__ = [
     "checkpoint_dir",
     "checkpoint_init",
     "compare_checkpoints",
+    "deit_tiny_64",
     "quick_cell",
     "quick_size",
     "run_quick",
@@ -53,6 +56,16 @@ TASK = {
 }
 #: ResNet-18 and two architectures never drawn in training (hyperinit.archspace.HELD_OUT_MODELS)
 ARCHS = ("timm:resnet18", "timm:regnetx_002", "timm:mobilenetv3_small_100")
+
+
+def deit_tiny_64(in_chans: int, num_classes: int) -> nn.Module:
+    """DeiT-Tiny with timm's position embedding at the quick check's 64 px (``arch_name``
+    ``deit_tiny_64`` in cell keys)."""
+    import timm
+
+    return timm.create_model(
+        "deit_tiny_patch16_224", img_size=64, in_chans=in_chans, num_classes=num_classes
+    )
 
 
 def checkpoint_dir(name: str) -> Path:

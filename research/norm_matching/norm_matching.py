@@ -23,12 +23,11 @@ import json
 import logging
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
 import hyperinit
-from hyperinit.bench.quick import checkpoint_copy, quick_cell, run_quick
+from hyperinit.bench.quick import checkpoint_copy, deit_tiny_64, quick_cell, run_quick
 from hyperinit.bench.stats import mean_se
 
 HERE = Path(__file__).resolve().parent
@@ -40,13 +39,6 @@ def xray_v0() -> Path:
     """The shipped xray checkpoint with the prediction settings it had when this ran
     (``hyperinit.bench.quick.SETTINGS_V0``): same weights, same cell keys."""
     return checkpoint_copy("xray", HERE / "cache")
-
-
-def deit_tiny_64(in_chans: int, num_classes: int) -> nn.Module:
-    """DeiT-Tiny for the 64 px quick check (timm's position embedding at 64 px)."""
-    return timm.create_model(
-        "deit_tiny_patch16_224", img_size=64, in_chans=in_chans, num_classes=num_classes
-    )
 
 
 ARCHS: dict[str, object] = {
