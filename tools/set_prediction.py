@@ -52,7 +52,10 @@ def set_prediction(
         card = folder / "README.md"
         if card.is_file():
             line = f"{CARD_LINE}: " + ", ".join(f"`{k}={v}`" for k, v in settings.items())
-            line += f" (chosen on validation splits: {why})."
+            line += (
+                f" (chosen on validation splits: {why}). The Downstream line above may predate"
+                " them; `benchmarks/results/panel/panel.md` has the current settings' numbers."
+            )
             text = card.read_text()
             if CARD_LINE in text:
                 text = re.sub(rf"^{re.escape(CARD_LINE)}.*$", line, text, flags=re.M)
