@@ -104,6 +104,8 @@ def configured(seed: int, **config):
     def xray_configured(model: nn.Module) -> None:
         hypernet = copy.deepcopy(load_hypernetwork(checkpoint=xray_v0())[0])
         for key, value in config.items():
+            if not hasattr(hypernet.config, key):
+                raise AttributeError(f"HyperInitConfig has no setting {key!r}")
             setattr(hypernet.config, key, value)
         hyperinit.initialize(model, checkpoint=hypernet, seed=seed)
 
@@ -128,7 +130,9 @@ def run(seeds: int, archs: list[str], variants: list[str], cached_only: bool = F
                 ),
                 INITS[6]: (configured(seed, centre_rows="except_depthwise"), "xray-dwfree"),
                 INITS[7]: (
-                    configured(seed, noise="orthogonal", spectrum="flat", centre_depthwise=False),
+                    configured(
+                        seed, noise="orthogonal", spectrum="flat", centre_rows="except_depthwise"
+                    ),
                     "xray-flat-orthnoise-dwfree",
                 ),
                 INITS[8]: (
