@@ -139,12 +139,14 @@ def collect(
                 results.setdefault(f"{a}|{t}", {}).setdefault(init, {})[s] = scores(r)
         if rnd == "more":
             break
-        todo = []
-        for a, t in pairs(archs, tasks):
-            d = _paired(results.get(f"{a}|{t}", {}), "trained", "default", "test")
-            if d and abs(d[0]) < 2 * d[1]:
-                todo += [(a, t, s) for s in range(seeds, max_seeds)]
-        logging.info("%d pairs within 2 SE: %d more cells each", len(todo), len(INITS))
+        undecided = [
+            (a, t)
+            for a, t in pairs(archs, tasks)
+            if (d := _paired(results.get(f"{a}|{t}", {}), "trained", "default", "test"))
+            and abs(d[0]) < 2 * d[1]
+        ]
+        todo = [(a, t, s) for a, t in undecided for s in range(seeds, max_seeds)]
+        logging.info("%d pairs within 2 SE: up to seed %d for them", len(undecided), max_seeds)
     return results
 
 
