@@ -23,6 +23,8 @@ architectures the orthogonalisations and the chosen stand-in):
         --archs EfficientNet-B0 DeiT-Tiny ResNet-18 --no-write --variants \
         "xray, orthogonalised" "xray, noise 0.2 + orthogonalised" \
         "xray, flat + orthogonal noise + depthwise uncentred"
+    OMP_NUM_THREADS=1 python research/orthogonalize/orthogonalize.py --seeds 6 \
+        --archs MobileNetV3-L --no-write --variants "xray, orthogonalised"
     OMP_NUM_THREADS=1 python research/orthogonalize/orthogonalize.py --report-only
 
 The last writes ``orthogonalize.{json,md}`` beside this file from the cached cells. The default
@@ -65,6 +67,7 @@ ARCHS: dict[str, object] = {
     "EfficientNet-B0": "timm:efficientnet_b0",
     "DeiT-Tiny": deit_tiny_64,
     "ResNet-18": "timm:resnet18",
+    "MobileNetV3-L": "timm:mobilenetv3_large_100",
 }
 NOISE = 0.2
 INITS = (
