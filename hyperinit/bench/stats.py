@@ -14,7 +14,7 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 
-__all__ = ["SPIKE", "loss_spike", "mean_se", "paired_gain", "spike_count"]
+__all__ = ["SPIKE", "loss_spike", "mean_se", "paired_gain", "paired_text", "spike_count"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,16 @@ def mean_se(xs: Sequence[float]) -> tuple[float, float]:
     """
     se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
     return statistics.mean(xs), se
+
+
+def paired_text(a: Sequence[float], b: Sequence[float]) -> str:
+    """``a - b`` paired by position as ``"+m ± se (k/n)"``: mean, standard error, how many ahead.
+
+    >>> paired_text([0.9, 0.8], [0.7, 0.7])
+    '+0.150 ± 0.050 (2/2)'
+    """
+    mean, se = mean_se([u - v for u, v in zip(a, b)])
+    return f"{mean:+.3f} ± {se:.3f} ({sum(u > v for u, v in zip(a, b))}/{len(a)})"
 
 
 def paired_gain(

@@ -26,7 +26,7 @@ from torch import nn
 
 import hyperinit
 from hyperinit.bench.quick import checkpoint_copy, quick_cell, run_quick
-from hyperinit.bench.stats import mean_se
+from hyperinit.bench.stats import paired_text
 from hyperinit.init_diagnostics import layers_followed_by_norm
 
 HERE = Path(__file__).resolve().parent
@@ -75,11 +75,6 @@ def run(seeds: int) -> dict:
     return rows
 
 
-def _diff(a: list[float], b: list[float]) -> str:
-    mean, se = mean_se([u - v for u, v in zip(a, b)])
-    return f"{mean:+.3f} ± {se:.3f} ({sum(u > v for u, v in zip(a, b))}/{len(a)})"
-
-
 def write(rows: dict, seeds: int) -> None:
     lines = [
         "# Default init where no norm follows (chest X-ray, 10 % labels, quick check)",
@@ -98,8 +93,8 @@ def write(rows: dict, seeds: int) -> None:
             d, x, v = (by[k][split] for k in INITS)
             avg = [f"{sum(s) / len(s):.3f}" for s in (d, x, v)]
             lines.append(
-                f"| {arch} | {split} | {' | '.join(avg)} | {_diff(x, d)} | {_diff(v, d)} | "
-                f"{_diff(v, x)} |"
+                f"| {arch} | {split} | {' | '.join(avg)} | {paired_text(x, d)} | "
+                f"{paired_text(v, d)} | {paired_text(v, x)} |"
             )
     (HERE / "no_norm_layers.md").write_text("\n".join(lines) + "\n")
     (HERE / "no_norm_layers.json").write_text(json.dumps(rows, indent=1) + "\n")

@@ -28,7 +28,7 @@ from torch import nn
 
 import hyperinit
 from hyperinit.bench.quick import checkpoint_copy, deit_tiny_64, quick_cell, run_quick
-from hyperinit.bench.stats import mean_se
+from hyperinit.bench.stats import paired_text
 
 HERE = Path(__file__).resolve().parent
 TASK = "chest_xray"
@@ -106,17 +106,12 @@ def write(rows: dict, seeds: int) -> None:
         for split in ("val", "test"):
             d, x, m = (by[k][split] for k in ("default", "xray", "xray, norm-matched"))
 
-            def diff(a: list[float], b: list[float]) -> str:
-                mean, se = mean_se([u - v for u, v in zip(a, b)])
-                ahead = sum(u > v for u, v in zip(a, b))
-                return f"{mean:+.3f} ± {se:.3f} ({ahead}/{len(a)})"
-
             def avg(v: list[float]) -> str:
                 return f"{sum(v) / len(v):.3f}"
 
             lines.append(
-                f"| {arch} | {split} | {avg(d)} | {avg(x)} | {avg(m)} | {diff(x, d)} | "
-                f"{diff(m, d)} | {diff(m, x)} |"
+                f"| {arch} | {split} | {avg(d)} | {avg(x)} | {avg(m)} | {paired_text(x, d)} | "
+                f"{paired_text(m, d)} | {paired_text(m, x)} |"
             )
             summary.setdefault(arch, {})[split] = {"default": d, "xray": x, "normmatch": m}
     (HERE / "norm_matching.md").write_text("\n".join(lines) + "\n")

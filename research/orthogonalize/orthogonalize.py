@@ -47,7 +47,7 @@ from torch import nn
 import hyperinit
 from hyperinit.bench import cell_path
 from hyperinit.bench.quick import checkpoint_copy, deit_tiny_64, quick_cell, run_quick
-from hyperinit.bench.stats import mean_se
+from hyperinit.bench.stats import paired_text
 from hyperinit.initialize import load_hypernetwork
 from hyperinit.postprocess import orthogonalize
 
@@ -159,11 +159,6 @@ def run(seeds: int, archs: list[str], variants: list[str], cached_only: bool = F
     return rows
 
 
-def _diff(a: list[float], b: list[float]) -> str:
-    mean, se = mean_se([u - v for u, v in zip(a, b)])
-    return f"{mean:+.3f} ± {se:.3f} ({sum(u > v for u, v in zip(a, b))}/{len(a)})"
-
-
 def write(rows: dict, seeds: int) -> None:
     lines = [
         "# Restoring the diversity of predicted weights (chest X-ray, 10 % labels, quick check)",
@@ -184,9 +179,9 @@ def write(rows: dict, seeds: int) -> None:
         d, x = by[INITS[0]], by[INITS[1]]
         for name, v in by.items():
             cells = [f"{sum(v['val']) / len(v['val']):.3f}"]
-            cells += [_diff(v["val"], d["val"]), _diff(v["val"], x["val"])]
+            cells += [paired_text(v["val"], d["val"]), paired_text(v["val"], x["val"])]
             cells += [f"{sum(v['test']) / len(v['test']):.3f}"]
-            cells += [_diff(v["test"], d["test"]), _diff(v["test"], x["test"])]
+            cells += [paired_text(v["test"], d["test"]), paired_text(v["test"], x["test"])]
             lines.append(f"| {arch} | {name} | {' | '.join(cells)} |")
     (HERE / "orthogonalize.md").write_text("\n".join(lines) + "\n")
     (HERE / "orthogonalize.json").write_text(json.dumps(rows, indent=1) + "\n")
