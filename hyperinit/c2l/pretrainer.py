@@ -356,13 +356,17 @@ class C2LPretrainer:
 
     # ------------------------------------------------------------ export
 
-    def save_pretrained(self, path: str | Path, **kwargs: Any) -> Path:
+    def save_pretrained(
+        self, path: str | Path, *, model_spec: str | None = None, **kwargs: Any
+    ) -> Path:
         """Write ``model.safetensors`` (the student backbone's state dict, loadable with
         ``load_state_dict`` into the same model), ``config.json`` and a model card to the
         folder ``path`` (a :class:`~hyperinit.c2l.C2LBackbone`; ``kwargs`` go to its
-        ``save_pretrained``, e.g. ``push_to_hub=True, repo_id=...``)."""
+        ``save_pretrained``, e.g. ``push_to_hub=True, repo_id=...``). ``model_spec``
+        (``timm:resnet18``...) is recorded as ``"model"``, so the backbone can be rebuilt."""
         mean, std = default_normalization(self.in_chans)
         cfg = {
+            **({"model": model_spec} if model_spec else {}),
             **self.config(),
             "steps": self.step,
             "epochs": self.epoch,

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
     )
     if is_main_process():
-        trainer.save_pretrained(out)
+        trainer.save_pretrained(out, model_spec=args.model)
         last = history.epochs[-1] if history.epochs else {}
         print(
             f"C2L: {trainer.step} steps, last epoch loss {last.get('loss', float('nan')):.4f}, "

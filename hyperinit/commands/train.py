@@ -15,6 +15,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--modality", default="xray", help="modality the checkpoint is for")
     p.add_argument("--data", default=None, help="folder of unlabelled images (default: bundled)")
     p.add_argument("--objective", default="rotation", help="rotation, c2l, rotation+c2l, ...")
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="C2L checkpoint folder (hyperinit c2l) for the distill objective",
+    )
+    p.add_argument(
+        "--teacher-model", default=None, help="its architecture, if its config.json lacks it"
+    )
     p.add_argument("--steps", type=int, default=500, help="optimisation steps")
     p.add_argument("--meta-batch", type=int, default=2, help="architectures per step")
     p.add_argument("--batch-size", type=int, default=32, help="images per step")
@@ -61,10 +69,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    options = {}
+    if args.teacher:
+        distill = {"teacher": args.teacher}
+        if args.teacher_model:
+            distill["teacher_model"] = args.teacher_model
+        options["distill"] = distill
     config = TrainConfig(
         modality=args.modality,
         data=args.data,
         objective=args.objective,
+        objective_options=options,
         steps=args.steps,
         meta_batch=args.meta_batch,
         batch_size=args.batch_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hyperinit.errors import TrainingError
 from hyperinit.training.config import TrainConfig
+from hyperinit.training.distill import DistillObjective
 from hyperinit.training.objectives import (
     C2LObjective,
     CombinedObjective,
@@ -20,6 +21,7 @@ from hyperinit.training.trainer import HyperTrainer, train
 __all__ = [
     "C2LObjective",
     "CombinedObjective",
+    "DistillObjective",
     "HyperTrainer",
     "Objective",
     "ObjectiveError",

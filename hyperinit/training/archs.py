@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,7 +22,15 @@ from hyperinit.graph.trace import trace
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.hypernet.roles import ParamRole, assign_roles
 
-__all__ = ["ArchCache", "TrainedArch", "bind", "move_to", "predicted_network", "seed_of"]
+__all__ = [
+    "ArchCache",
+    "BoundNetwork",
+    "TrainedArch",
+    "bind",
+    "move_to",
+    "predicted_network",
+    "seed_of",
+]
 
 
 @dataclass
@@ -89,13 +96,20 @@ class ArchCache:
         return self._num_params[key]
 
 
-def bind(arch: TrainedArch, params: dict[str, Tensor]) -> Any:
-    """``net(x) -> features``: ``arch`` run with ``params`` (the rest: its own tensors)."""
+class BoundNetwork:
+    """``net(x) -> features``: ``module`` run with ``params`` (the rest: its own tensors).
+    ``.module`` is there for objectives that hook its layers."""
 
-    def net(x: Tensor) -> Tensor:
-        return functional_call(arch.module, params, (x,), strict=False)
+    def __init__(self, module: Backbone, params: dict[str, Tensor]):
+        self.module, self.params = module, params
 
-    return net
+    def __call__(self, x: Tensor) -> Tensor:
+        return functional_call(self.module, self.params, (x,), strict=False)
+
+
+def bind(arch: TrainedArch, params: dict[str, Tensor]) -> BoundNetwork:
+    """``arch`` run with ``params`` (see :class:`BoundNetwork`)."""
+    return BoundNetwork(arch.module, params)
 
 
 def move_to(arch: TrainedArch, device: torch.device) -> None:
@@ -104,7 +118,7 @@ def move_to(arch: TrainedArch, device: torch.device) -> None:
         arch.module.to(device)
 
 
-def predicted_network(hypernet: HyperInitializer, arch: TrainedArch, seed: int) -> Any:
+def predicted_network(hypernet: HyperInitializer, arch: TrainedArch, seed: int) -> BoundNetwork:
     """``net(x) -> features`` running ``arch`` with parameters predicted by ``hypernet``."""
     move_to(arch, hypernet.device)
     return bind(arch, hypernet.predict_params(arch.graph, roles=arch.roles, seed=seed))

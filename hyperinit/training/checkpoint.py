@@ -43,6 +43,7 @@ RESUME_KEYS = (
     "inner_steps",
     "inner_lr",
     "scale_range",
+    "objective_options",
 )
 
 
@@ -79,7 +80,13 @@ def load_state(
     state = torch.load(path, map_location=device, weights_only=True)
     saved = json.loads(state["config"])
     mine = config.to_dict()
-    differ = [k for k in RESUME_KEYS if json.dumps(saved.get(k)) != json.dumps(mine.get(k))]
+    defaults = TrainConfig().to_dict()  # a key saved before it existed had its default
+    differ = [
+        k
+        for k in RESUME_KEYS
+        if json.dumps(saved.get(k, defaults[k]), sort_keys=True)
+        != json.dumps(mine.get(k), sort_keys=True)
+    ]
     if differ:
         raise TrainingError(
             f"{path} belongs to a run with other settings ({', '.join(differ)}); "

@@ -18,6 +18,8 @@ class TrainConfig:
         data: a folder of unlabelled images; None uses the bundled training images of
             ``modality`` (:func:`hyperinit.data.pretraining_files`, never test images).
         objective: registered objective name, or a sum such as ``"rotation+c2l"``.
+        objective_options: keyword arguments per objective part, e.g. ``{"distill":
+            {"teacher": "runs/teacher"}}`` (:func:`hyperinit.training.create_objective`).
         steps: optimisation steps; the cosine schedule spans them.
         meta_batch: architectures per step (per process).
         batch_size, image_size: images per step and their side in px (random resized crops
@@ -49,6 +51,7 @@ class TrainConfig:
     modality: str = "xray"
     data: str | None = None
     objective: str = "rotation"
+    objective_options: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     steps: int = 500
     meta_batch: int = 2
     batch_size: int = 32

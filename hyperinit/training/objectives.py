@@ -8,15 +8,16 @@ drives every random choice, and returns an :class:`ObjectiveOutput`.
 
 Built in: ``"rotation"`` (4-way rotation prediction, Gidaris et al. 2018: the seed's choice),
 ``"c2l"`` (Comparing-to-Learn, the loss of :mod:`hyperinit.c2l`) and any sum of them written
-``"rotation+c2l"``. New objectives plug in with :func:`register_objective`.
+``"rotation+c2l"``; ``"distill"`` (feature distillation from a modality teacher,
+:mod:`hyperinit.training.distill`). New objectives plug in with :func:`register_objective`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -80,8 +81,16 @@ def list_objectives() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_objective(name: str, feature_dim: int = 128, **kwargs: object) -> Objective:
-    """An objective by name; ``"a+b"`` sums objectives ``a`` and ``b`` with equal weights."""
+def create_objective(
+    name: str,
+    feature_dim: int = 128,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    **kwargs: object,
+) -> Objective:
+    """An objective by name; ``"a+b"`` sums objectives ``a`` and ``b`` with equal weights.
+
+    ``options`` maps a part's name to its keyword arguments (``{"distill": {"teacher":
+    path}}``); ``kwargs`` go to a single objective."""
     parts = [p.strip().lower() for p in name.split("+") if p.strip()]
     unknown = [p for p in parts if p not in _REGISTRY]
     if not parts or unknown:
@@ -89,9 +98,13 @@ def create_objective(name: str, feature_dim: int = 128, **kwargs: object) -> Obj
             f"unknown objective {name!r}; registered: {', '.join(list_objectives())} "
             "(combine with '+', e.g. 'rotation+c2l'; add your own with register_objective)."
         )
+    options = dict(options or {})
+    stray = sorted(set(options) - set(parts))
+    if stray:
+        raise ObjectiveError(f"options given for {stray}, which {name!r} does not include")
     if len(parts) == 1:
-        return _REGISTRY[parts[0]](feature_dim, **kwargs)
-    return CombinedObjective([_REGISTRY[p](feature_dim) for p in parts])
+        return _REGISTRY[parts[0]](feature_dim, **{**options.get(parts[0], {}), **kwargs})
+    return CombinedObjective([_REGISTRY[p](feature_dim, **options.get(p, {})) for p in parts])
 
 
 def _head(d: int, out: int) -> nn.Sequential:

@@ -77,7 +77,9 @@ class HyperTrainer:
         self.hypernet = starting_hypernet(config)
         self.hypernet.to(self.device).train()
         torch.manual_seed(seed_of(config.seed, 17) % (1 << 31))
-        self.objective = create_objective(config.objective, config.feature_dim).to(self.device)
+        self.objective = create_objective(
+            config.objective, config.feature_dim, options=config.objective_options
+        ).to(self.device)
         self.step_module = MetaStep(
             self.hypernet, self.objective, config.inner_steps, config.inner_lr
         )
@@ -281,6 +283,7 @@ class HyperTrainer:
         median = step_s[len(step_s) // 2] if step_s else float("nan")
         return {
             "objective": cfg.objective,
+            **({"objective_options": cfg.objective_options} if cfg.objective_options else {}),
             "steps": self.step,
             "meta_batch": cfg.meta_batch,
             "batch_size": cfg.batch_size,
