@@ -35,11 +35,10 @@ import torch
 from torch import nn
 
 from hyperinit.bench.quick import (
+    PANEL_ARCHS,
     TASK,
     checkpoint_dir,
-    deit_tiny_64,
-    quick_cell,
-    quick_size,
+    panel_cell,
     run_quick,
 )
 from hyperinit.bench.stats import mean_se
@@ -48,15 +47,7 @@ from hyperinit.bench.tasks import get_task
 ROOT = Path(__file__).resolve().parents[1]
 
 
-ARCHS: dict[str, object] = {
-    "ResNet-18": "timm:resnet18",
-    "ResNet-50": "timm:resnet50",
-    "RegNetX-200MF": "timm:regnetx_002",
-    "MobileNetV3-S": "timm:mobilenetv3_small_100",
-    "MobileNetV3-L": "timm:mobilenetv3_large_100",
-    "EfficientNet-B0": "timm:efficientnet_b0",
-    "DeiT-Tiny": deit_tiny_64,
-}
+ARCHS = PANEL_ARCHS
 #: architectures whose default init zero-initialises the last norm of each residual block
 ZERO_INIT_LAST = ("ResNet-18", "ResNet-50", "RegNetX-200MF")
 #: task -> the modality of its own checkpoint
@@ -86,7 +77,6 @@ def pairs(archs: list[str], tasks: list[str]) -> list[tuple[str, str]]:
 
 
 def cell(arch: str, task: str, init: str, seed: int):
-    spec = ARCHS[arch]
     modality = TASKS[task]
     init_spec: object = {
         "default": "default",
@@ -95,10 +85,7 @@ def cell(arch: str, task: str, init: str, seed: int):
         "reference": f"hyperinit:{checkpoint_dir('reference')}",
     }[init]
     name = "default-nozil" if init == "default, no zero-init" else None
-    c = quick_cell(task, spec, init_spec, seed, size=quick_size(task), init_name=name)
-    if callable(spec):
-        c.arch_name = spec.__name__
-    return c
+    return panel_cell(arch, task, init_spec, seed, init_name=name)
 
 
 def inits_for(arch: str) -> tuple[str, ...]:

@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from hyperinit.archspace import training_spec
 from hyperinit.c2l import C2LPretrainer, strip_head
 from hyperinit.cli import main as cli_main
-from hyperinit.training import DistillObjective, HyperTrainer, ObjectiveError, TrainConfig
+from hyperinit.training import (
+    DistillObjective,
+    HyperTrainer,
+    ObjectiveError,
+    TrainConfig,
+    TrainingError,
+)
 from hyperinit.training.data import ImageBank, normalize
 from hyperinit.training.distill import StageRecorder, linear_cka, load_teacher, match_depths
 
@@ -194,3 +200,52 @@ def test_archspace_networks_have_stage_features():
         with StageRecorder(net) as rec:
             net(torch.randn(4, 1, 32, 32))
         assert rec.stages(), training_spec(seed).family
+
+
+def test_ridge_probe_separates_informative_features_and_not_noise():
+    from hyperinit.training.proxy import ridge_probe_auc
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(120) % 2
+    signal = torch.randn(120, 16, generator=g) + 1.5 * y[:, None]
+    assert ridge_probe_auc(signal, y, seed=0) > 0.9
+    assert abs(ridge_probe_auc(torch.randn(120, 16, generator=g), y, seed=0) - 0.5) < 0.15
+    three = torch.arange(150) % 3
+    feats = torch.nn.functional.one_hot(three, 3).float() + 0.3 * torch.randn(150, 3, generator=g)
+    assert ridge_probe_auc(feats, three, seed=1) > 0.9
+
+
+def test_snapshots_are_checkpoints_and_the_probe_chooses_one(tmp_path, bank, data_dir):
+    import json
+
+    import hyperinit
+    from hyperinit.training.proxy import ProbeData, probe_score, select_snapshot
+
+    cfg = _config(tmp_path, Path("unused"), objective="rotation", objective_options={})
+    cfg.snapshot_every = 2
+    trainer = HyperTrainer(cfg, bank=bank)
+    trainer.fit()
+    snaps = sorted((tmp_path / "run" / "snapshots").glob("step_*"))
+    assert [s.name for s in snaps] == ["step_00002", "step_00004"]
+    model = timm.create_model("resnet10t", in_chans=1, num_classes=2)
+    hyperinit.initialize(model, checkpoint=snaps[0], seed=0)  # a snapshot is a checkpoint
+    data = ProbeData.from_task("chest_xray", size=32, limit=48)
+    assert len(data.y) <= 48 and set(data.y.tolist()) == {0, 1}
+    from hyperinit.archspace import held_out_specs
+
+    specs = held_out_specs(False)[:2]
+    one = probe_score(trainer.hypernet, data, specs=specs, image_size=32)
+    assert 0 <= one["score"] <= 1 and len(one["per_arch"]) == 2
+    assert probe_score(trainer.hypernet, data, specs=specs, image_size=32) == one
+    best, rows = select_snapshot(tmp_path / "run", data, specs=specs, image_size=32)
+    assert best in snaps and len(rows) == 2
+    assert json.loads((tmp_path / "run" / "snapshots" / "probe.json").read_text()) == rows
+
+
+def test_probe_refuses_segmentation_and_runs_without_snapshots(tmp_path):
+    from hyperinit.training.proxy import ProbeData, select_snapshot
+
+    with pytest.raises(TrainingError, match="classification"):
+        ProbeData.from_task("drive")
+    with pytest.raises(TrainingError, match="snapshot-every"):
+        select_snapshot(tmp_path, ProbeData(torch.zeros(4, 1, 8, 8), torch.zeros(4)))

@@ -28,6 +28,7 @@ from hyperinit.bench.tasks import get_task
 
 __all__ = [
     "ARCHS",
+    "PANEL_ARCHS",
     "SETTINGS_V0",
     "TASK",
     "capped_checkpoint",
@@ -36,6 +37,7 @@ __all__ = [
     "checkpoint_init",
     "compare_checkpoints",
     "deit_tiny_64",
+    "panel_cell",
     "quick_cell",
     "quick_size",
     "run_quick",
@@ -66,6 +68,18 @@ def deit_tiny_64(in_chans: int, num_classes: int) -> nn.Module:
     return timm.create_model(
         "deit_tiny_patch16_224", img_size=64, in_chans=in_chans, num_classes=num_classes
     )
+
+
+#: the architecture panel of the one-initializer goal (``benchmarks/panel.py``)
+PANEL_ARCHS: dict[str, object] = {
+    "ResNet-18": "timm:resnet18",
+    "ResNet-50": "timm:resnet50",
+    "RegNetX-200MF": "timm:regnetx_002",
+    "MobileNetV3-S": "timm:mobilenetv3_small_100",
+    "MobileNetV3-L": "timm:mobilenetv3_large_100",
+    "EfficientNet-B0": "timm:efficientnet_b0",
+    "DeiT-Tiny": deit_tiny_64,
+}
 
 
 def checkpoint_dir(name: str) -> Path:
@@ -118,6 +132,15 @@ def quick_cell(
         epochs=epochs,
         size=size,
     )
+
+
+def panel_cell(arch: str, task: str, init: object, seed: int, init_name: str | None = None) -> Cell:
+    """A quick-check cell of a :data:`PANEL_ARCHS` architecture, keyed as the panel's."""
+    spec = PANEL_ARCHS[arch]
+    c = quick_cell(task, spec, init, seed, size=quick_size(task), init_name=init_name)
+    if callable(spec):
+        c.arch_name = spec.__name__
+    return c
 
 
 def run_quick(cell: Cell, cells_dir: Path, cache_dir: Path) -> dict:

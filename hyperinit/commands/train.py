@@ -30,6 +30,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--load-size", type=int, default=80, help="images are decoded at this px")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW)")
     p.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints")
+    p.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=None,
+        help="also export the hypernetwork every N steps (out/snapshots/step_N)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the run")
     p.add_argument("--out", default="runs/hyperinit", help="run folder (state, log.csv)")
     p.add_argument("--export", default=None, help="save the hypernetwork here (out/hypernet)")
@@ -87,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         load_size=args.load_size,
         lr=args.lr,
         checkpoint_every=args.checkpoint_every,
+        snapshot_every=args.snapshot_every,
         seed=args.seed,
         out=args.out,
         device=args.device,

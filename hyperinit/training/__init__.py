@@ -16,6 +16,7 @@ from hyperinit.training.objectives import (
     list_objectives,
     register_objective,
 )
+from hyperinit.training.proxy import ProbeData, probe_score, select_snapshot
 from hyperinit.training.trainer import HyperTrainer, train
 
 __all__ = [
@@ -26,11 +27,14 @@ __all__ = [
     "Objective",
     "ObjectiveError",
     "ObjectiveOutput",
+    "ProbeData",
     "RotationObjective",
     "TrainConfig",
     "TrainingError",
     "create_objective",
     "list_objectives",
+    "probe_score",
     "register_objective",
+    "select_snapshot",
     "train",
 ]

@@ -27,6 +27,9 @@ class TrainConfig:
         in_chans: input channel counts the architectures are drawn with.
         max_params: architectures with more parameters are redrawn (keeps steps cheap).
         checkpoint_every: steps between checkpoints (always one at the end).
+        snapshot_every: also export the hypernetwork every this many steps to
+            ``out/snapshots/step_<k>/`` (checkpoints ``initialize`` loads), for choosing one
+            afterwards by a downstream proxy (:func:`hyperinit.training.proxy.select_snapshot`).
         time_limit_s: stop (with a checkpoint) after this much wall time; resume continues.
         init: hypernetwork checkpoint to start from (None: the reference initialisation).
         structured_fraction: start with this share of each predicted weight's variance in the
@@ -66,6 +69,7 @@ class TrainConfig:
     warmup: int = 20
     clip: float = 5.0
     checkpoint_every: int = 50
+    snapshot_every: int | None = None
     log_every: int = 10
     seed: int = 0
     out: str = "runs/hyperinit"

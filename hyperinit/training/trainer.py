@@ -210,6 +210,15 @@ class HyperTrainer:
         if self.rank == 0:
             save_state(self.state_path, self.step, self.elapsed, self.config, self._parts())
 
+    def save_snapshot(self) -> Path:
+        """Export the hypernetwork as it is now to ``out/snapshots/step_<k>/`` (rank 0)."""
+        path = self.out / "snapshots" / f"step_{self.step:05d}"
+        if self.rank == 0:
+            self.hypernet.config.modality = self.config.modality
+            self.hypernet.config.training = {**self.training_summary(), "finished": False}
+            self.hypernet.save_pretrained(path)
+        return path
+
     def load_state(self) -> bool:
         """Resume from ``out/train_state.pt`` if it exists; returns whether it did."""
         loaded = load_state(self.state_path, self.config, self._parts(), self.device)
@@ -261,6 +270,8 @@ class HyperTrainer:
             over = (cfg.time_limit_s is not None and self.elapsed >= cfg.time_limit_s) or (
                 stop_after is not None and self.step >= stop_after and self.step < cfg.steps
             )
+            if cfg.snapshot_every and self.step % cfg.snapshot_every == 0:
+                self.save_snapshot()
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or over:
                 self._write_log(pending, append=True)  # log first: resume truncates it
                 pending = []
