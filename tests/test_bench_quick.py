@@ -137,3 +137,33 @@ def test_write_comparison_rewrites_the_committed_results(path, tmp_path):
 
 def test_there_are_comparisons_to_check():
     assert len(COMPARISONS) == 7
+
+
+def test_variants_collect_pairs_by_seed_and_tabulates(tmp_path, monkeypatch):
+    """Two inits of one panel architecture, two seeds, made-up scores; the table by hand."""
+    from hyperinit.bench import variants as V
+
+    scores = {("default", 0): 0.5, ("default", 1): 0.6, ("x", 0): 0.7, ("x", 1): 0.7}
+    seen = []
+
+    def fake_run_quick(cell, cells_dir, cache_dir):
+        seen.append((cell.init, cell.init_name, cells_dir, cell.arch_name, cell.size))
+        s = scores[(cell.init_name or cell.init, cell.seed)]
+        curves = {"val": [{"auc": s}, {"auc": s - 0.2}]}
+        return {"task": {"primary": "auc"}, "test": {"auc": s - 0.1}, "curves": curves}
+
+    monkeypatch.setattr(V, "run_quick", fake_run_quick)
+
+    def inits(seed, arch):
+        return {"default": ("default", None, tmp_path / "a"), "x": (len, "x", tmp_path / "b")}
+
+    rows = V.collect(2, ["DeiT-Tiny"], "chest_xray", inits, tmp_path / "cache")
+    assert rows["DeiT-Tiny"]["x"] == {"val": [0.7, 0.7], "test": pytest.approx([0.6, 0.6])}
+    assert {s[3] for s in seen} == {"deit_tiny_64"} and {s[4] for s in seen} == {64}
+    assert (len, "x", tmp_path / "b", "deit_tiny_64", 64) in seen
+    table = V.variant_table(rows, "default", "x")
+    assert table[0].startswith("| arch | init | val | val − default | val − x |")
+    assert table[3] == (
+        "| DeiT-Tiny | x | 0.700 | +0.150 ± 0.050 (2/2) | +0.000 ± 0.000 (0/2) "
+        "| 0.600 | +0.150 ± 0.050 (2/2) | +0.000 ± 0.000 (0/2) |"
+    )

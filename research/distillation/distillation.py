@@ -39,8 +39,8 @@ from pathlib import Path
 
 import torch
 
-from hyperinit.bench.quick import checkpoint_dir, panel_cell, run_quick
-from hyperinit.bench.stats import paired_text
+from hyperinit.bench.quick import checkpoint_dir
+from hyperinit.bench.variants import collect, variant_table
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.training import (
     HyperTrainer,
@@ -100,33 +100,19 @@ def probe_data() -> ProbeData:
     return ProbeData.from_task(TASK, size=48, limit=523, cache_dir=CACHE)
 
 
-def inits() -> dict[str, tuple[str, Path]]:
-    """Name -> (hyperinit: init, cells folder) of every init compared."""
+def inits(seed: int = 0, arch: str = "") -> dict[str, tuple[str, None, Path]]:
+    """Name -> (hyperinit: init, no name, cells folder) of every init compared."""
     out = {
-        "default": ("default", PANEL_CELLS),
-        "reference": (f"hyperinit:{checkpoint_dir('reference')}", PANEL_CELLS),
-        "shipped xray (rotation+c2l)": (f"hyperinit:{checkpoint_dir('xray')}", PANEL_CELLS),
+        "default": ("default", None, PANEL_CELLS),
+        "reference": (f"hyperinit:{checkpoint_dir('reference')}", None, PANEL_CELLS),
+        "shipped xray (rotation+c2l)": (f"hyperinit:{checkpoint_dir('xray')}", None, PANEL_CELLS),
     }
     for objective in OBJECTIVES:
         for suffix, label in (("", "last"), ("_probe", "probe-selected")):
             folder = HERE / "checkpoints" / (objective.replace("+", "_") + suffix)
             if folder.is_dir():
-                out[f"{objective} ({label})"] = (f"hyperinit:{folder}", HERE / "cells")
+                out[f"{objective} ({label})"] = (f"hyperinit:{folder}", None, HERE / "cells")
     return out
-
-
-def run(seeds: int) -> dict:
-    rows: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for seed in range(seeds):
-        for arch in ARCHS:
-            for name, (init, cells) in inits().items():
-                r = run_quick(panel_cell(arch, TASK, init, seed), cells, CACHE)
-                primary = r["task"]["primary"]
-                out = rows.setdefault(arch, {}).setdefault(name, {"val": [], "test": []})
-                out["val"].append(max(v[primary] for v in r["curves"]["val"]))
-                out["test"].append(r["test"][primary])
-            logging.info("seed %d %s done", seed, arch)
-    return rows
 
 
 def training_rows() -> list[str]:
@@ -160,7 +146,6 @@ def proxy_rows() -> list[str]:
 
 
 def write(rows: dict, seeds: int) -> None:
-    base = ("default", "reference", "shipped xray (rotation+c2l)")
     lines = [
         "# Distilling a C2L teacher into the hypernetwork (chest X-ray, 10 % labels)",
         "",
@@ -178,18 +163,12 @@ def write(rows: dict, seeds: int) -> None:
         "",
         "## Downstream",
         "",
-        "| arch | init | val | val − default | val − reference | test | test − default "
-        "| test − reference |",
-        "|---|---|---|---|---|---|---|---|",
+        *variant_table(rows, "default", "reference"),
     ]
-    for arch, by in rows.items():
-        d, ref = by[base[0]], by[base[1]]
-        for name, v in by.items():
-            cells = [f"{sum(v['val']) / len(v['val']):.3f}"]
-            cells += [paired_text(v["val"], d["val"]), paired_text(v["val"], ref["val"])]
-            cells += [f"{sum(v['test']) / len(v['test']):.3f}"]
-            cells += [paired_text(v["test"], d["test"]), paired_text(v["test"], ref["test"])]
-            lines.append(f"| {arch} | {name} | {' | '.join(cells)} |")
+    control = "rotation+c2l (last)"
+    if rows and control in next(iter(rows.values())):
+        lines += ["", "## Against the control (same start, same wall time)", ""]
+        lines += variant_table(rows, control, "shipped xray (rotation+c2l)")
     (HERE / "distillation.md").write_text("\n".join(lines) + "\n")
     (HERE / "distillation.json").write_text(json.dumps(rows, indent=1) + "\n")
 
@@ -205,7 +184,7 @@ def main() -> None:
     if args.train:
         train(args.train, args.teacher)
         return
-    write(run(args.seeds), args.seeds)
+    write(collect(args.seeds, ARCHS, TASK, inits, CACHE, log=logging.info), args.seeds)
 
 
 if __name__ == "__main__":

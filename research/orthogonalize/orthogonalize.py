@@ -47,7 +47,7 @@ from torch import nn
 import hyperinit
 from hyperinit.bench import cell_path
 from hyperinit.bench.quick import checkpoint_copy, deit_tiny_64, quick_cell, run_quick
-from hyperinit.bench.stats import paired_text
+from hyperinit.bench.variants import variant_table
 from hyperinit.initialize import load_hypernetwork
 from hyperinit.postprocess import orthogonalize
 
@@ -172,17 +172,8 @@ def write(rows: dict, seeds: int) -> None:
         "= the full-rank part a Kronecker product of semi-orthogonal factors; flat spectrum = "
         "the structured share at most r / min(rows, cols).",
         "",
-        "| arch | init | val | val − default | val − xray | test | test − default | test − xray |",
-        "|---|---|---|---|---|---|---|---|",
+        *variant_table(rows, INITS[0], INITS[1]),
     ]
-    for arch, by in rows.items():
-        d, x = by[INITS[0]], by[INITS[1]]
-        for name, v in by.items():
-            cells = [f"{sum(v['val']) / len(v['val']):.3f}"]
-            cells += [paired_text(v["val"], d["val"]), paired_text(v["val"], x["val"])]
-            cells += [f"{sum(v['test']) / len(v['test']):.3f}"]
-            cells += [paired_text(v["test"], d["test"]), paired_text(v["test"], x["test"])]
-            lines.append(f"| {arch} | {name} | {' | '.join(cells)} |")
     (HERE / "orthogonalize.md").write_text("\n".join(lines) + "\n")
     (HERE / "orthogonalize.json").write_text(json.dumps(rows, indent=1) + "\n")
 
