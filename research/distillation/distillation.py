@@ -52,7 +52,7 @@ from hyperinit.training import (
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-PANEL_CELLS = ROOT / "benchmarks" / "results" / "panel" / "cells"
+PANEL_CELLS = ROOT / "benchmarks" / "results" / "panel"  # its cells/ holds the cells
 CACHE = ROOT / "runs" / "downstream_cache"
 TEACHER = ROOT / "runs" / "teachers" / "xray_resnet18"
 TASK = "chest_xray"

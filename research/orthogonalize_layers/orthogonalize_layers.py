@@ -10,7 +10,7 @@ every predicted weight, to the layers no normalisation follows (squeeze-excitati
 ``conv_head``: the only layers whose scale and spectrum reach the output unnormalised), or to the
 depthwise convolutions only. Panel protocol (``hyperinit.bench.quick.panel_cell``: 10 % of the
 labels, 5 epochs, 64 px), paired by seed, decided on validation (best epoch), test beside it;
-default and shipped cells are read from ``benchmarks/results/panel/cells``.
+default and shipped cells are read from ``benchmarks/results/panel/cells/``.
 
     OMP_NUM_THREADS=1 python research/orthogonalize_layers/orthogonalize_layers.py --seeds 6
 
@@ -35,7 +35,7 @@ from hyperinit.postprocess import orthogonalize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-PANEL_CELLS = ROOT / "benchmarks" / "results" / "panel" / "cells"
+PANEL_CELLS = ROOT / "benchmarks" / "results" / "panel"  # its cells/ holds the cells
 CACHE = ROOT / "runs" / "downstream_cache"
 TASK = "chest_xray"
 INITS = (
