@@ -30,6 +30,7 @@ from hyperinit.training.checkpoint import STATE_NAME
 from hyperinit.training.data import ImageBank, normalize
 from hyperinit.training.evaluate import evaluate_objective
 from hyperinit.training.step import twice_differentiable
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -330,3 +331,16 @@ def test_normalize_matches_c2l_statistics(bank):
     y = normalize(x)
     assert y.shape == x.shape and not torch.allclose(x, y)
     assert torch.allclose(normalize(x[:, :1]), (x[:, :1] - 0.449) / 0.226, atol=1e-3)
+
+
+def test_a_run_from_the_reference_trains_with_the_shipped_prediction_settings(tmp_path, bank):
+    """The reference start is the shipped reference checkpoint, settings included."""
+    from hyperinit.hypernet.model import HyperInitializer
+    from hyperinit.hypernet.reference import make_reference
+
+    trainer = HyperTrainer(_config(tmp_path), bank=bank)
+    shipped = HyperInitializer.from_pretrained(str(REPO / "hyperinit/checkpoints/reference"))
+    for key in ("noise", "spectrum", "centre_rows"):
+        assert getattr(trainer.hypernet.config, key) == getattr(shipped.config, key)
+    ref = make_reference().state_dict()
+    assert all(torch.equal(v.cpu(), ref[k]) for k, v in trainer.hypernet.state_dict().items())

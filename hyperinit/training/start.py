@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from importlib import resources
 
 import torch
 
@@ -16,13 +17,13 @@ __all__ = ["starting_hypernet"]
 
 
 def starting_hypernet(config: TrainConfig) -> HyperInitializer:
-    """``config.init`` (or the reference initialisation) with the config's overrides applied."""
+    """``config.init`` (or the shipped reference checkpoint: the reference initialisation with
+    the shipped prediction settings) with the config's overrides applied."""
     if config.init:
         hypernet = HyperInitializer.from_pretrained(config.init)
     else:
-        from hyperinit.hypernet.reference import make_reference
-
-        hypernet = make_reference()
+        reference = resources.files("hyperinit") / "checkpoints" / "reference"
+        hypernet = HyperInitializer.from_pretrained(str(reference))
     if config.scale_range is not None:
         hypernet = _with_scale_range(hypernet, config.scale_range, config.init)
     if config.structured_fraction is not None:

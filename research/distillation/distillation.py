@@ -76,6 +76,7 @@ def train(objective: str, teacher: Path) -> Path:
         steps=500,
         time_limit_s=WALL_S,
         seed=0,
+        init=str(checkpoint_dir("reference")),  # the shipped prediction settings
         snapshot_every=50,
         out=str(ROOT / "runs" / "distillation" / objective),
     )
