@@ -144,6 +144,15 @@ def _check_finite(preds: dict[str, torch.Tensor]) -> None:
         )
 
 
+def _depthwise_weights(model: nn.Module) -> set[str]:
+    """Names of the weights of depthwise convolutions (``groups == in_channels > 1``)."""
+    return {
+        f"{name}.weight" if name else "weight"
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.conv._ConvNd) and 1 < m.groups == m.in_channels
+    }
+
+
 def _assign(model: nn.Module, preds: dict[str, torch.Tensor]) -> None:
     """Swap predicted tensors into the parameters; all or nothing."""
     params = dict(model.named_parameters())
@@ -315,7 +324,7 @@ def initialize(
     plan = plan_meta(model, wanted) if on_meta else None  # refuses before any change
     with torch.no_grad():
         preds = hypernet.predict_params(graph, names=wanted, seed=seed, roles=param_roles)
-        preds = post.apply(preds, roles, seed=seed)
+        preds = post.apply(preds, roles, seed=seed, depthwise=_depthwise_weights(model))
         _check_finite(preds)
     t_predict = time.perf_counter()
     if plan is not None:

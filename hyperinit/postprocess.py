@@ -7,7 +7,8 @@ layer-by-layer diagnostic (``research/init_diagnostic``) found different from de
 
 - ``orthogonalize``: each predicted weight becomes its polar factor at the same RMS, the
   nearest matrix with every singular value equal (predicted weights have 0.71-0.83x default
-  init's effective rank);
+  init's effective rank); ``"depthwise"`` does it for depthwise convolutions only (a
+  channels x k*k filter bank each: an SVD that small costs next to nothing);
 - ``noise``: Gaussian noise of that many times each weight's RMS, added first (seeded);
 - ``norm_weights``: ``"predicted"``, ``"one"`` (the norm scales set to 1) or ``"default"``
   (not predicted: the model keeps its own, e.g. timm's ``zero_init_last`` zeros).
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,14 +46,15 @@ class PostProcess:
 
     Attributes:
         orthogonalize: replace each predicted weight (2+ dims, role ``weight``) by its polar
-            factor at the same RMS (:func:`orthogonalize`).
+            factor at the same RMS (:func:`orthogonalize`); ``"depthwise"``: only the weights
+            of depthwise convolutions (``groups == in_channels > 1``).
         noise: add seeded Gaussian noise of ``noise`` x RMS to those weights (before
             orthogonalising when both are on).
         norm_weights: ``"predicted"``, ``"one"`` or ``"default"`` (leave them to the model).
         version: the post-processing version the options were chosen with.
     """
 
-    orthogonalize: bool = False
+    orthogonalize: bool | str = False
     noise: float = 0.0
     norm_weights: str = "predicted"
     version: int = POSTPROCESS_VERSION
@@ -64,8 +66,8 @@ class PostProcess:
 
     def problem(self) -> str | None:
         """What is wrong with the options (``None`` when they are valid)."""
-        if not isinstance(self.orthogonalize, bool):
-            return f"orthogonalize must be true or false, got {self.orthogonalize!r}"
+        if not isinstance(self.orthogonalize, bool) and self.orthogonalize != "depthwise":
+            return f'orthogonalize must be true, false or "depthwise", got {self.orthogonalize!r}'
         noise = self.noise
         if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 10:
             return f"noise must be a number in [0, 10), got {noise!r}"
@@ -131,9 +133,16 @@ class PostProcess:
         return "-pp" + hashlib.sha256(blob).hexdigest()[:8]
 
     def apply(
-        self, preds: dict[str, torch.Tensor], roles: Mapping[str, str], *, seed: int
+        self,
+        preds: dict[str, torch.Tensor],
+        roles: Mapping[str, str],
+        *,
+        seed: int,
+        depthwise: Collection[str] = (),
     ) -> dict[str, torch.Tensor]:
-        """The post-processed predictions (a new dict; ``preds`` is not changed)."""
+        """The post-processed predictions (a new dict; ``preds`` is not changed).
+        ``depthwise``: the names of depthwise convolution weights (for
+        ``orthogonalize="depthwise"``)."""
         if self.is_identity:
             return preds
         gen = torch.Generator().manual_seed(int(seed) ^ 0x5EED)
@@ -141,7 +150,9 @@ class PostProcess:
         for name, value in preds.items():
             role = roles.get(name)
             if role == "weight" and value.dim() >= 2:
-                if self.orthogonalize:
+                if self.orthogonalize is True or (
+                    self.orthogonalize == "depthwise" and name in depthwise
+                ):
                     value = orthogonalize(value, noise=self.noise, generator=gen)
                 elif self.noise > 0:
                     value = value + _noise(value, self.noise, gen)

@@ -88,6 +88,40 @@ def mobilenet():
     return timm.create_model("mobilenetv3_small_100", in_chans=1, num_classes=2).eval()
 
 
+def test_depthwise_orthogonalisation_touches_only_depthwise_kernels(mobilenet):
+    hyperinit.initialize(mobilenet, "xray", seed=4, postprocess={})
+    raw = {n: p.detach().clone() for n, p in mobilenet.named_parameters()}
+    report = hyperinit.initialize(
+        mobilenet, "xray", seed=4, postprocess={"orthogonalize": "depthwise"}
+    )
+    assert report.postprocess["orthogonalize"] == "depthwise"
+    modules = dict(mobilenet.named_modules())
+    depthwise = {
+        f"{n}.weight"
+        for n, m in modules.items()
+        if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1
+    }
+    assert len(depthwise) == 11  # one per inverted-residual block of MobileNetV3-S
+    params = dict(mobilenet.named_parameters())
+    for name in report.predicted:
+        if name in depthwise:
+            s = _singular_values(params[name])
+            assert float(s.max() / s.min()) < 1.01, name
+            assert torch.allclose(params[name].pow(2).mean(), raw[name].pow(2).mean(), rtol=1e-3)
+            assert not torch.allclose(params[name], raw[name])
+        else:  # the 1-channel stem (16 x 9) and every other weight keep their prediction
+            assert torch.equal(params[name], raw[name]), name
+
+
+def test_depthwise_orthogonalisation_leaves_a_network_without_them_unchanged():
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", in_chans=1, num_classes=2)
+    hyperinit.initialize(model, "xray", seed=2, postprocess={})
+    raw = {n: p.detach().clone() for n, p in model.named_parameters()}
+    hyperinit.initialize(model, "xray", seed=2, postprocess={"orthogonalize": "depthwise"})
+    assert all(torch.equal(p, raw[n]) for n, p in model.named_parameters())
+
+
 def test_initialize_orthogonalises_every_predicted_weight(mobilenet):
     plain = hyperinit.initialize(mobilenet, "xray", seed=3)
     raw = {n: p.detach().clone() for n, p in mobilenet.named_parameters()}
@@ -151,7 +185,9 @@ def test_checkpoint_config_carries_the_postprocessing(tmp_path, mobilenet):
     assert again["postprocess"]["orthogonalize"] is True
     cfg["postprocess"] = {"orthogonalize": "yes"}
     (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"orthogonalize must be true or false.*config\.json"):
+    with pytest.raises(
+        CheckpointError, match=r"orthogonalize must be true, false or \"depthwise\".*config\.json"
+    ):
         hyperinit.HyperInitializer.from_pretrained(folder)
 
 

@@ -12,7 +12,8 @@ depthwise convolutions only. Panel protocol (``hyperinit.bench.quick.panel_cell`
 labels, 5 epochs, 64 px), paired by seed, decided on validation (best epoch), test beside it;
 default and shipped cells are read from ``benchmarks/results/panel/cells/``.
 
-    OMP_NUM_THREADS=1 python research/orthogonalize_layers/orthogonalize_layers.py --seeds 6
+    OMP_NUM_THREADS=1 python research/orthogonalize_layers/orthogonalize_layers.py --seeds 6 \
+        --archs MobileNetV3-L MobileNetV3-S EfficientNet-B0
 
 Cells are cached in ``cells/`` (resumable); writes ``orthogonalize_layers.{json,md}`` beside this.
 """
@@ -45,6 +46,8 @@ INITS = (
     "shipped, no-norm layers orthogonalised",
     "shipped, depthwise orthogonalised",
 )
+#: the variants each architecture got (the others: all of them)
+VARIANTS = {"MobileNetV3-S": INITS[4:], "EfficientNet-B0": INITS[4:]}
 
 
 def _depthwise(m: nn.Module) -> bool:
@@ -79,13 +82,14 @@ def orthogonalised(seed: int, which: str):
 
 def inits(seed: int, arch: str) -> dict:
     cells = HERE / "cells"
-    return {
+    every = {
         INITS[0]: ("default", None, PANEL_CELLS),
         INITS[1]: (f"hyperinit:{checkpoint_dir('xray')}", None, PANEL_CELLS),
         INITS[2]: (orthogonalised(seed, "all"), "xray-orth-all", cells),
         INITS[3]: (orthogonalised(seed, "no-norm"), "xray-orth-nonorm", cells),
         INITS[4]: (orthogonalised(seed, "depthwise"), "xray-orth-dw", cells),
     }
+    return {k: v for k, v in every.items() if k in INITS[:2] or k in VARIANTS.get(arch, INITS)}
 
 
 def write(rows: dict, seeds: int) -> None:
