@@ -123,7 +123,7 @@ def test_depthwise_orthogonalisation_leaves_a_network_without_them_unchanged():
 
 
 def test_initialize_orthogonalises_every_predicted_weight(mobilenet):
-    plain = hyperinit.initialize(mobilenet, "xray", seed=3)
+    plain = hyperinit.initialize(mobilenet, "xray", seed=3, postprocess={})
     raw = {n: p.detach().clone() for n, p in mobilenet.named_parameters()}
     report = hyperinit.initialize(mobilenet, "xray", seed=3, postprocess={"orthogonalize": True})
     assert report.postprocess["orthogonalize"] is True and plain.postprocess == {}
@@ -168,6 +168,9 @@ def test_checkpoint_config_carries_the_postprocessing(tmp_path, mobilenet):
     hn = load_hypernetwork("xray")[0]
     folder = hn.save_pretrained(tmp_path / "pp")
     cfg = json.loads((folder / "config.json").read_text())
+    assert cfg["postprocess"] == {"orthogonalize": "depthwise"}  # what the checkpoints ship
+    cfg["postprocess"] = None
+    (folder / "config.json").write_text(json.dumps(cfg))
     shipped_key = hypernet_version(f"hyperinit:{folder}", "xray")
     cfg["postprocess"] = {"orthogonalize": True, "version": 1}
     (folder / "config.json").write_text(json.dumps(cfg))
@@ -272,6 +275,7 @@ def test_set_prediction_tool_writes_configs_cards_and_pins(tmp_path):
     registry = tmp_path / "modalities.json"
     shutil.copy(repo / "hyperinit" / "modalities.json", registry)
     settings = {"noise": "orthogonal", "spectrum": "flat", "centre_rows": "except_depthwise"}
+    settings["postprocess"] = None
     shas = tool.set_prediction(settings, "a test", root, registry)
     pins = json.loads(registry.read_text())
     assert pins["trained"]["xray"]["sha256"]["config.json"] == shas["xray"]
