@@ -302,3 +302,44 @@ def test_vit_embeddings_use_small_scale(hypernet):
     with torch.no_grad():
         p = hypernet.predict_params(g, seed=0)
     assert float(p["pos_embed"].std()) == pytest.approx(0.02, rel=0.15)
+
+
+def test_flat_spectrum_backward_is_the_polar_factors_and_finite_where_qr_and_svd_are_not():
+    """The flat spectrum trains: its gradient matches finite differences, and stays finite for
+    centred (rank-deficient) rows, where autograd through the QR and SVD gave nan in training
+    (the shipped-settings test below)."""
+    from hyperinit.hypernet.synthesis import _FlatFactors
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(2, 7, 3, generator=g, dtype=torch.float64)
+
+    def loss(q):
+        x, y = _FlatFactors.apply(codes, q)
+        gram = (x.transpose(1, 2) @ x) * (y @ y.transpose(1, 2))  # as synthesise_weights
+        return gram.sum() + (x @ y).pow(3).sum()
+
+    q = torch.randn(2, 3, 5, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(loss, (q,), eps=1e-6, atol=1e-5)
+    centred = torch.randn(2, 4, 3, generator=g, dtype=torch.float64)
+    centred = (centred - centred.mean(2, keepdim=True)).requires_grad_()
+    wide = torch.randn(2, 9, 4, generator=g, dtype=torch.float64)
+    x, y = _FlatFactors.apply(wide, centred)
+    (x @ y).pow(3).sum().backward()
+    assert torch.isfinite(centred.grad).all()
+
+
+def test_training_under_the_shipped_settings_keeps_the_hypernetwork_finite():
+    """Gradients through the shipped prediction (flat spectrum, orthogonal noise) of real
+    models are finite."""
+    hn = copy.deepcopy(load_hypernetwork("xray")[0]).train()
+    assert hn.config.spectrum == "flat" and hn.config.noise == "orthogonal"
+    for name in ("mobilenetv3_small_100", "resnet18"):
+        model = timm.create_model(name, in_chans=1, num_classes=2)
+        graph = hyperinit.trace(model, torch.zeros(2, 1, 48, 48))
+        roles = assign_roles(graph)
+        preds = hn.predict_params(graph, roles=roles, seed=0)
+        loss = sum(p.pow(2).mean() + p.pow(3).mean() for p in preds.values())
+        hn.zero_grad()
+        loss.backward()
+        grads = [p.grad for p in hn.parameters() if p.grad is not None]
+        assert grads and all(torch.isfinite(gr).all() for gr in grads), name

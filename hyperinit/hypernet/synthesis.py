@@ -30,6 +30,7 @@ import functools
 import math
 import zlib
 from functools import lru_cache
+from typing import Any
 
 import torch
 
@@ -182,16 +183,54 @@ def _batched_noise(
     return list(full.unbind(0))
 
 
-def _flat_factors(codes: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Factors of the polar factor of ``codes @ q`` (batched ``(B, m, r) @ (B, r, n)``): with
-    ``codes = Q1 R1``, ``q^T = Q2 R2`` and ``R1 R2^T = u s v^T``, it is ``(Q1 u)(v^T Q2^T)``.
+class _FlatFactors(torch.autograd.Function):
+    """Factors ``(X, Y)`` of the polar factor ``X @ Y`` of ``codes @ q`` (batched): with
+    ``codes = Q1 R1``, ``q^T = Q2 R2`` and ``R1 R2^T = u s v^T``, ``X = Q1 u``, ``Y = v^T Q2^T``.
     Directions with a singular value under 1e-6 of the largest are dropped (centred rows have
-    rank < cols when cols <= r), so rows of ``q`` that sum to zero keep doing so."""
-    q1, r1 = torch.linalg.qr(codes)
-    q2, r2 = torch.linalg.qr(q.transpose(1, 2))
-    u, s, vh = torch.linalg.svd(r1 @ r2.transpose(1, 2), full_matrices=False)
-    keep = (s > 1e-6 * s[:, :1]).to(u.dtype)
-    return q1 @ (u * keep[:, None, :]), vh @ q2.transpose(1, 2)
+    rank < cols when cols <= r), so rows of ``q`` that sum to zero keep doing so.
+
+    The backward is the polar factor's own, from the thin SVD ``codes @ q = U S V^T``: autograd
+    through the QRs and the SVD divides by ``R`` and by ``s_i^2 - s_j^2``, infinite for the
+    rank-deficient ``q`` of centred rows and for the equal singular values of a flat spectrum;
+    this divides by ``s_i + s_j`` and ``s_i`` of kept directions only. ``codes`` (seeded random)
+    gets no gradient. Valid where the loss depends on ``X`` and ``Y`` through ``X @ Y`` only,
+    as in :func:`synthesise_weights`."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, codes: torch.Tensor, q: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        q1, r1 = torch.linalg.qr(codes)
+        q2, r2 = torch.linalg.qr(q.transpose(1, 2))
+        u, s, vh = torch.linalg.svd(r1 @ r2.transpose(1, 2), full_matrices=False)
+        keep = (s > 1e-6 * s[:, :1]).to(u.dtype)
+        x, y = q1 @ (u * keep[:, None, :]), vh @ q2.transpose(1, 2)
+        ctx.save_for_backward(codes, x, y, s, keep)
+        return x, y
+
+    @staticmethod
+    def backward(ctx: Any, grad_x: torch.Tensor, grad_y: torch.Tensor) -> tuple[None, torch.Tensor]:
+        codes, u, y, s, keep = ctx.saved_tensors
+        vt = y * keep[:, :, None]  # V^T of the kept directions (u's other columns are zero)
+        gx = torch.zeros_like(u) if grad_x is None else grad_x * keep[:, None, :]  # P' V
+        gy = torch.zeros_like(y) if grad_y is None else grad_y * keep[:, :, None]  # U^T P'
+        inv = keep / s.clamp_min(torch.finfo(s.dtype).tiny)
+        b = u.transpose(1, 2) @ gx  # U^T P' V
+        both = keep[:, :, None] * keep[:, None, :]
+        denom = (s[:, :, None] + s[:, None, :]).clamp_min(torch.finfo(s.dtype).tiny)
+        w = (b - b.transpose(1, 2)) * both / denom
+        left = gx - u @ (u.transpose(1, 2) @ gx)  # (I - U U^T) P' V
+        right = gy - (gy @ vt.transpose(1, 2)) @ vt  # U^T P' (I - V V^T)
+        ct_u = codes.transpose(1, 2) @ u
+        grad_q = (ct_u @ w) @ vt
+        grad_q = grad_q + ((codes.transpose(1, 2) @ left) * inv[:, None, :]) @ vt
+        grad_q = grad_q + (ct_u * inv[:, None, :]) @ right
+        return None, grad_q
+
+
+def _flat_factors(codes: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors of the polar factor of ``codes @ q`` (see :class:`_FlatFactors`)."""
+    return _FlatFactors.apply(codes, q)
 
 
 def synthesise_weights(
