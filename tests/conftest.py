@@ -56,3 +56,21 @@ def xray_images(data_dir: Path):
 def cxr_batch(xray_images) -> torch.Tensor:
     """Eight real chest X-rays (4 normal, 4 pneumonia), grayscale, 64 px, standardised."""
     return xray_images(1, 64, 8)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small ops on a shared CPU: one torch thread avoids OpenMP spinning (module scope)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def xray_train_files(data_dir: Path, per_class: int) -> list[Path]:
+    """The first ``per_class`` normal and pneumonia chest X-rays of the training split."""
+    root = data_dir / "chest_xray_kermany" / "train"
+    return (
+        sorted((root / "NORMAL").glob("*.jpeg"))[:per_class]
+        + sorted((root / "PNEUMONIA").glob("*.jpeg"))[:per_class]
+    )

@@ -30,25 +30,14 @@ from hyperinit.training.checkpoint import STATE_NAME
 from hyperinit.training.data import ImageBank, normalize
 from hyperinit.training.evaluate import evaluate_objective
 from hyperinit.training.step import twice_differentiable
-from tests.conftest import REPO
+from tests.conftest import REPO, xray_train_files
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small ops on a shared CPU: one thread avoids OpenMP spinning."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def xray_files(data_dir: Path) -> list[Path]:
-    root = data_dir / "chest_xray_kermany" / "train"
-    return (
-        sorted((root / "NORMAL").glob("*.jpeg"))[:12]
-        + sorted((root / "PNEUMONIA").glob("*.jpeg"))[:12]
-    )
+    return xray_train_files(data_dir, 12)
 
 
 @pytest.fixture(scope="module")

@@ -23,22 +23,14 @@ from hyperinit.training import (
 )
 from hyperinit.training.data import ImageBank, normalize
 from hyperinit.training.distill import StageRecorder, linear_cka, load_teacher, match_depths
+from tests.conftest import xray_train_files
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def bank(data_dir: Path) -> ImageBank:
-    root = data_dir / "chest_xray_kermany" / "train"
-    files = sorted((root / "NORMAL").glob("*.jpeg"))[:8]
-    files += sorted((root / "PNEUMONIA").glob("*.jpeg"))[:8]
-    return ImageBank(files, load_size=40, progress=False)
+    return ImageBank(xray_train_files(data_dir, 8), load_size=40, progress=False)
 
 
 @pytest.fixture(scope="module")
