@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hyperinit
 from hyperinit.archspace import training_spec
 from hyperinit.c2l import C2LPretrainer, strip_head
 from hyperinit.cli import main as cli_main
@@ -241,3 +242,23 @@ def test_probe_refuses_segmentation_and_runs_without_snapshots(tmp_path):
         ProbeData.from_task("drive")
     with pytest.raises(TrainingError, match="snapshot-every"):
         select_snapshot(tmp_path, ProbeData(torch.zeros(4, 1, 8, 8), torch.zeros(4)))
+
+
+def test_cli_trains_a_distilled_hypernetwork_with_snapshots(
+    tmp_path, data_dir, teacher_dir, capsys
+):
+    images = tmp_path / "images"
+    images.mkdir()
+    for f in xray_train_files(data_dir, 5):
+        (images / f.name).write_bytes(f.read_bytes())
+    out = tmp_path / "run"
+    args = f"--objective distill --teacher {teacher_dir} --steps 2 --batch-size 8 --out {out}"
+    args += " --image-size 32 --load-size 40 --max-params 300000 --snapshot-every 1"
+    assert cli_main(["train", "--data", str(images), *args.split()]) == 0
+    hn = hyperinit.HyperInitializer.from_pretrained(out / "hypernet")
+    assert hn.config.training["objective"] == "distill"
+    assert hn.config.training["objective_options"] == {"distill": {"teacher": str(teacher_dir)}}
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["step_00001", "step_00002"]
+    bad = args.replace(str(teacher_dir), str(images)).replace(str(out), str(tmp_path / "bad"))
+    assert cli_main(["train", "--data", str(images), *bad.split()]) != 0  # not a C2L folder
+    assert "no C2L teacher" in capsys.readouterr().err
