@@ -262,3 +262,23 @@ def test_cli_trains_a_distilled_hypernetwork_with_snapshots(
     bad = args.replace(str(teacher_dir), str(images)).replace(str(out), str(tmp_path / "bad"))
     assert cli_main(["train", "--data", str(images), *bad.split()]) != 0  # not a C2L folder
     assert "no C2L teacher" in capsys.readouterr().err
+
+
+def test_distill_scores_held_out_architectures(bank, teacher_dir):
+    from hyperinit.archspace import held_out_specs
+    from hyperinit.initialize import load_hypernetwork
+    from hyperinit.training.evaluate import evaluate_objective
+
+    hypernet = load_hypernetwork("xray")[0]
+    options = {"distill": {"teacher": str(teacher_dir)}}
+    rows = evaluate_objective(
+        hypernet,
+        "distill",
+        held_out_specs(False)[:2],
+        bank,
+        batches=1,
+        batch_size=8,
+        image_size=32,
+        options=options,
+    )
+    assert len(rows) == 2 and all(0 <= r["score"] <= 1 for r in rows)

@@ -36,12 +36,15 @@ def evaluate_objective(
     probe_steps: int = 0,
     probe_lr: float = 3e-3,
     seed: int = 0,
+    options: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Per architecture: mean objective loss and score on ``batches`` batches of ``bank``.
 
     ``objective`` is a trained objective (its head is used, on a copy: the original and its
-    queue stay untouched) or a name (a fresh head). With ``probe_steps`` a fresh head is fitted
-    on the frozen features first (images drawn from a stream disjoint from the scoring one).
+    queue stay untouched) or a name (a fresh head; ``options`` as for
+    :func:`~hyperinit.training.create_objective`, e.g. the distill teacher). With
+    ``probe_steps`` a fresh head is fitted on the frozen features first (images drawn from a
+    stream disjoint from the scoring one).
     """
     name = objective if isinstance(objective, str) else objective.name
     dim = 128 if isinstance(objective, str) else objective.feature_dim
@@ -57,9 +60,11 @@ def evaluate_objective(
             with torch.no_grad():
                 return base(x)
 
+        frozen.module = base.module  # type: ignore[attr-defined]  # for objectives that hook it
+
         if probe_steps > 0 or isinstance(objective, str):
             torch.manual_seed(seed_of(seed, i, 5) % (1 << 31))
-            obj = create_objective(name, dim).to(device)
+            obj = create_objective(name, dim, options=options).to(device)
         else:
             obj = copy.deepcopy(objective)
         if probe_steps > 0:
