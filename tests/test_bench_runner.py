@@ -155,7 +155,8 @@ def test_checkpoint_dir_gets_its_own_key(tmp_path):
     weights = (folder / "model.safetensors").read_bytes()
     cell = Cell("chest_xray", init=f"hyperinit:{folder}")
     # the weights' sha, then the prediction settings that differ from the defaults
-    settings = "-orthogonal-flat-centre_except_depthwise"
+    depthwise = PostProcess(orthogonalize="depthwise").key()
+    settings = "-orthogonal-flat-centre_except_depthwise" + depthwise
     assert cell.config()["hypernet"] == hashlib.sha256(weights).hexdigest()[:8] + settings
     assert cell.init_label == "hyperinit:ck"
     xray = get_modality("xray")  # the registry's pin when trained, none for the reference
@@ -175,7 +176,7 @@ def test_structured_share_cap_gets_its_own_key(tmp_path):
     folder = tmp_path / "ck"
     shutil.copytree(get_modality("xray").path, folder)
     config = json.loads((folder / "config.json").read_text())
-    config.update(noise="kron", spectrum="predicted", centre_rows="all")
+    config.update(noise="kron", spectrum="predicted", centre_rows="all", postprocess=None)
     (folder / "config.json").write_text(json.dumps(config))
     cell = Cell("chest_xray", init=f"hyperinit:{folder}")
     uncapped = cell.config()["hypernet"]
