@@ -25,7 +25,7 @@ from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
 from hyperinit.init_report import InitReport
 from hyperinit.materialize import allocate_meta, is_on_meta, materialize_lazy, plan_meta
 from hyperinit.modalities import get_modality
-from hyperinit.postprocess import PostProcess
+from hyperinit.postprocess import PostProcess, depthwise_weights
 from hyperinit.selection import excluded_parameters, head_parameters
 
 __all__ = ["clear_cache", "initialize", "initialize_deferred", "load_hypernetwork"]
@@ -142,15 +142,6 @@ def _check_finite(preds: dict[str, torch.Tensor]) -> None:
             f"the hypernetwork predicted non-finite values for {bad[:5]}; the checkpoint may be "
             "corrupted. The model was not changed. Try another checkpoint or report the model."
         )
-
-
-def _depthwise_weights(model: nn.Module) -> set[str]:
-    """Names of the weights of depthwise convolutions (``groups == in_channels > 1``)."""
-    return {
-        f"{name}.weight" if name else "weight"
-        for name, m in model.named_modules()
-        if isinstance(m, nn.modules.conv._ConvNd) and 1 < m.groups == m.in_channels
-    }
 
 
 def _assign(model: nn.Module, preds: dict[str, torch.Tensor]) -> None:
@@ -324,7 +315,8 @@ def initialize(
     plan = plan_meta(model, wanted) if on_meta else None  # refuses before any change
     with torch.no_grad():
         preds = hypernet.predict_params(graph, names=wanted, seed=seed, roles=param_roles)
-        preds = post.apply(preds, roles, seed=seed, depthwise=_depthwise_weights(model))
+        depthwise = depthwise_weights(model) if post.orthogonalize == "depthwise" else ()
+        preds = post.apply(preds, roles, seed=seed, depthwise=depthwise)
         _check_finite(preds)
     t_predict = time.perf_counter()
     if plan is not None:

@@ -33,7 +33,7 @@ import torch
 
 from hyperinit.errors import CheckpointError
 
-__all__ = ["POSTPROCESS_VERSION", "PostProcess", "orthogonalize"]
+__all__ = ["POSTPROCESS_VERSION", "PostProcess", "depthwise_weights", "orthogonalize"]
 
 #: Bumped when a transform changes what it computes; a newer one is refused.
 POSTPROCESS_VERSION = 1
@@ -142,7 +142,7 @@ class PostProcess:
     ) -> dict[str, torch.Tensor]:
         """The post-processed predictions (a new dict; ``preds`` is not changed).
         ``depthwise``: the names of depthwise convolution weights (for
-        ``orthogonalize="depthwise"``)."""
+        ``orthogonalize="depthwise"``; :func:`depthwise_weights`)."""
         if self.is_identity:
             return preds
         gen = torch.Generator().manual_seed(int(seed) ^ 0x5EED)
@@ -160,6 +160,16 @@ class PostProcess:
                 value = torch.ones_like(value)
             out[name] = value
         return out
+
+
+def depthwise_weights(model: torch.nn.Module) -> set[str]:
+    """Names of the weights of ``model``'s depthwise convolutions (``groups == in_channels >
+    1``), for ``orthogonalize="depthwise"``."""
+    return {
+        f"{name}.weight" if name else "weight"
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.modules.conv._ConvNd) and 1 < m.groups == m.in_channels
+    }
 
 
 def _noise(weight: torch.Tensor, scale: float, generator: torch.Generator | None) -> torch.Tensor:

@@ -18,7 +18,7 @@ from hyperinit.bench.inits import hypernet_version
 from hyperinit.errors import CheckpointError
 from hyperinit.hypernet.synthesis import _batched_noise, _flat_factors, symmetry_noise
 from hyperinit.initialize import load_hypernetwork
-from hyperinit.postprocess import PostProcess, orthogonalize
+from hyperinit.postprocess import PostProcess, depthwise_weights, orthogonalize
 
 
 def _singular_values(w: torch.Tensor) -> torch.Tensor:
@@ -102,6 +102,7 @@ def test_depthwise_orthogonalisation_touches_only_depthwise_kernels(mobilenet):
         if isinstance(m, torch.nn.Conv2d) and m.groups == m.in_channels > 1
     }
     assert len(depthwise) == 11  # one per inverted-residual block of MobileNetV3-S
+    assert depthwise_weights(mobilenet) == depthwise
     params = dict(mobilenet.named_parameters())
     for name in report.predicted:
         if name in depthwise:

@@ -37,10 +37,12 @@ import json
 import logging
 from pathlib import Path
 
+import timm
 import torch
 
 from hyperinit.bench.quick import checkpoint_dir
 from hyperinit.bench.variants import collect, variant_table
+from hyperinit.c2l import strip_head
 from hyperinit.hypernet.model import HyperInitializer
 from hyperinit.training import (
     HyperTrainer,
@@ -49,6 +51,9 @@ from hyperinit.training import (
     probe_score,
     select_snapshot,
 )
+from hyperinit.training.data import normalize
+from hyperinit.training.distill import load_teacher
+from hyperinit.training.proxy import ridge_probe_auc
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -88,12 +93,27 @@ def train(objective: str, teacher: Path) -> Path:
     hypernet.config.modality = "xray"
     hypernet.save_pretrained(out, model_card=hypernet.model_card())
     logging.info("%s: %d steps in %.0f s -> %s", objective, trainer.step, trainer.elapsed, out)
+    write_scores(out.name, trainer.history)
     best, rows = select_snapshot(trainer.out, probe_data())
     (HERE / "checkpoints" / f"probe_{out.name}.json").write_text(json.dumps(rows, indent=1) + "\n")
     if best != last:
         chosen = HyperInitializer.from_pretrained(str(best))
         chosen.save_pretrained(out.with_name(out.name + "_probe"), model_card=chosen.model_card())
     return out
+
+
+def write_scores(name: str, history: list[dict]) -> None:
+    """The mean logged objective score over the first and the second half of a run's logged
+    steps (each step draws other architectures, so single rows are noisy), beside its
+    checkpoint."""
+    scores = [float(r["score"]) for r in history]
+    half = len(scores) // 2
+    summary = {
+        "logged_steps": len(scores),
+        "first_half": sum(scores[:half]) / half,
+        "second_half": sum(scores[half:]) / (len(scores) - half),
+    }
+    (HERE / "checkpoints" / f"scores_{name}.json").write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def probe_data() -> ProbeData:
@@ -117,18 +137,42 @@ def inits(seed: int = 0, arch: str = "") -> dict[str, tuple[str, None, Path]]:
 
 
 def training_rows() -> list[str]:
-    lines = ["| objective | steps | wall s | median step s | last logged score |"]
+    lines = [
+        "| objective | steps | wall s | median step s | mean logged score: first half → second |"
+    ]
     lines.append("|---|---|---|---|---|")
     for objective in OBJECTIVES:
-        cfg = HERE / "checkpoints" / objective.replace("+", "_") / "config.json"
+        name = objective.replace("+", "_")
+        cfg = HERE / "checkpoints" / name / "config.json"
         if not cfg.is_file():
             continue
         t = json.loads(cfg.read_text())["training"]
-        log = ROOT / "runs" / "distillation" / objective / "log.csv"
-        last = log.read_text().strip().splitlines()[-1].split(",")[2] if log.is_file() else "—"
+        sc = json.loads((HERE / "checkpoints" / f"scores_{name}.json").read_text())
         lines.append(
-            f"| {objective} | {t['steps']} | {t['wall_time_s']} | {t['median_step_s']} | {last} |"
+            f"| {objective} | {t['steps']} | {t['wall_time_s']} | {t['median_step_s']} "
+            f"| {sc['first_half']:.3f} → {sc['second_half']:.3f} ({sc['logged_steps']} rows) |"
         )
+    return lines
+
+
+def teacher_rows(teacher: Path) -> list[str]:
+    """The teacher's ridge-probe AUC on the probe's images, beside random-init ResNet-18s."""
+    data = probe_data()
+    x = normalize(data.x)
+
+    def probe(net: torch.nn.Module) -> float:
+        with torch.no_grad():
+            feats = torch.cat([net.eval()(b) for b in x.split(64)])
+        return ridge_probe_auc(feats, data.y, seed=0)
+
+    lines = ["| features | probe AUC |", "|---|---|"]
+    if (teacher / "config.json").is_file():
+        net, _ = load_teacher(teacher, "timm:resnet18")
+        lines.append(f"| C2L teacher ({teacher.name}) | {probe(net):.4f} |")
+    for seed in range(3):
+        torch.manual_seed(seed)
+        net = strip_head(timm.create_model("resnet18", in_chans=1))
+        lines.append(f"| random-init ResNet-18, seed {seed} | {probe(net):.4f} |")
     return lines
 
 
@@ -146,7 +190,7 @@ def proxy_rows() -> list[str]:
     return lines
 
 
-def write(rows: dict, seeds: int) -> None:
+def write(rows: dict, seeds: int, teacher: Path) -> None:
     lines = [
         "# Distilling a C2L teacher into the hypernetwork (chest X-ray, 10 % labels)",
         "",
@@ -157,6 +201,10 @@ def write(rows: dict, seeds: int) -> None:
         "## Training (one CPU core, same wall-time budget)",
         "",
         *training_rows(),
+        "",
+        "## The teacher's features (ridge probe, chest X-ray validation labels)",
+        "",
+        *teacher_rows(teacher),
         "",
         "## Downstream proxy (chest X-ray validation labels; ridge probe, 8 held-out archs)",
         "",
@@ -185,7 +233,9 @@ def main() -> None:
     if args.train:
         train(args.train, args.teacher)
         return
-    write(collect(args.seeds, ARCHS, TASK, inits, CACHE, log=logging.info), args.seeds)
+    write(
+        collect(args.seeds, ARCHS, TASK, inits, CACHE, log=logging.info), args.seeds, args.teacher
+    )
 
 
 if __name__ == "__main__":

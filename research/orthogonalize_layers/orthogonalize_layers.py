@@ -32,7 +32,7 @@ import hyperinit
 from hyperinit.bench.quick import checkpoint_dir
 from hyperinit.bench.variants import collect, variant_table
 from hyperinit.init_diagnostics import layers_followed_by_norm
-from hyperinit.postprocess import orthogonalize
+from hyperinit.postprocess import depthwise_weights, orthogonalize
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -50,10 +50,6 @@ INITS = (
 VARIANTS = {"MobileNetV3-S": INITS[4:], "EfficientNet-B0": INITS[4:]}
 
 
-def _depthwise(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
-
-
 def orthogonalised(seed: int, which: str):
     """The shipped xray checkpoint, then the exact polar factor on the ``which`` layers."""
 
@@ -65,7 +61,7 @@ def orthogonalised(seed: int, which: str):
             normed = layers_followed_by_norm(model, torch.zeros(2, chans, 64, 64))
             chosen = {name for name, has in normed.items() if not has}
         elif which == "depthwise":
-            chosen = {name for name, m in modules.items() if _depthwise(m)}
+            chosen = {name.removesuffix(".weight") for name in depthwise_weights(model)}
         else:
             chosen = set(modules)
         params = dict(model.named_parameters())
