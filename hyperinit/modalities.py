@@ -24,6 +24,7 @@ from hyperinit.errors import UnknownModalityError
 __all__ = [
     "MODALITIES",
     "ModalityCheckpoint",
+    "embedded_dir",
     "get_modality",
     "list_modalities",
     "resolve_modality",
@@ -69,6 +70,11 @@ _TRAINED: dict[str, dict[str, Any]] = _DATA["trained"]
 _TRAINING_DATA: dict[str, str] = _DATA["training_data"]
 
 
+def embedded_dir(name: str) -> Path:
+    """The folder of a checkpoint embedded in the package (``hyperinit/checkpoints/<name>``)."""
+    return Path(str(resources.files("hyperinit") / "checkpoints" / name))
+
+
 @dataclass(frozen=True)
 class ModalityCheckpoint:
     """Where a modality's hypernetwork comes from (a timm-style ``pretrained_cfg``).
@@ -98,7 +104,7 @@ class ModalityCheckpoint:
         """The embedded copy's directory (raises if the entry has none)."""
         if self.embedded is None:
             raise FileNotFoundError(f"modality {self.name!r} has no embedded checkpoint")
-        return Path(str(resources.files("hyperinit") / "checkpoints" / self.embedded))
+        return embedded_dir(self.embedded)
 
     @property
     def files(self) -> tuple[str, ...]:

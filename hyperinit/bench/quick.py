@@ -16,7 +16,6 @@ import json
 import logging
 import shutil
 import statistics
-from importlib import resources
 from pathlib import Path
 
 from torch import nn
@@ -25,6 +24,7 @@ from hyperinit.bench import Cell, run_cell
 from hyperinit.bench.inits import hypernet_version
 from hyperinit.bench.stats import loss_spike, mean_se
 from hyperinit.bench.tasks import get_task
+from hyperinit.modalities import embedded_dir
 
 __all__ = [
     "ARCHS",
@@ -84,7 +84,7 @@ PANEL_ARCHS: dict[str, object] = {
 
 def checkpoint_dir(name: str) -> Path:
     """The folder of a checkpoint shipped in the package (``hyperinit/checkpoints/<name>``)."""
-    return Path(str(resources.files("hyperinit") / "checkpoints" / name))
+    return embedded_dir(name)
 
 
 def shown_path(path: str | Path) -> str:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from importlib import resources
 
 import torch
 
 from hyperinit.errors import TrainingError
 from hyperinit.hypernet.model import HyperInitializer
+from hyperinit.modalities import embedded_dir
 from hyperinit.training.config import TrainConfig
 
 __all__ = ["starting_hypernet"]
@@ -22,8 +22,7 @@ def starting_hypernet(config: TrainConfig) -> HyperInitializer:
     if config.init:
         hypernet = HyperInitializer.from_pretrained(config.init)
     else:
-        reference = resources.files("hyperinit") / "checkpoints" / "reference"
-        hypernet = HyperInitializer.from_pretrained(str(reference))
+        hypernet = HyperInitializer.from_pretrained(str(embedded_dir("reference")))
     if config.scale_range is not None:
         hypernet = _with_scale_range(hypernet, config.scale_range, config.init)
     if config.structured_fraction is not None:
