@@ -1,0 +1,50 @@
+"""tools/panel_cards.py: the model cards' Downstream lines from the committed panel results."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("pc", REPO / "tools" / "panel_cards.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_cards_get_the_panel_numbers_and_unmeasured_ones_are_marked(tmp_path):
+    tool = _tool()
+    results = json.loads(tool.PANEL.read_text())["results"]
+    for name in ("xray", "fundus"):
+        shutil.copytree(REPO / "hyperinit" / "checkpoints" / name, tmp_path / name)
+    xray, fundus = tmp_path / "xray" / "README.md", tmp_path / "fundus" / "README.md"
+
+    line = tool.downstream_line("chest_xray", results)
+    by = results["ResNet-18|chest_xray"]
+    mean, se, n = tool.paired(by, "trained", "default")
+    assert "ResNet-18 " in line and f"({mean:+.3f} ± {se:.3f}, {n} seeds" in line
+    assert tool.update_card(xray, line)
+    card = xray.read_text()
+    assert card.count(tool.LINE) == 1 and line in card
+    assert tool.SETTINGS_CAVEAT not in card and "**Prediction settings**" in card
+    assert not tool.update_card(xray, line)  # idempotent
+
+    assert tool.downstream_line("drive", {}) is None
+    assert tool.update_card(fundus, None)
+    assert fundus.read_text().count(tool.STALE) == 1
+    assert not tool.update_card(fundus, None)  # marked once
+
+
+def test_verdicts_follow_two_standard_errors():
+    tool = _tool()
+    ahead = {"trained": {0: [0, 0.9], 1: [0, 0.92]}, "default": {0: [0, 0.8], 1: [0, 0.81]}}
+    level = {"trained": {0: [0, 0.9], 1: [0, 0.72]}, "default": {0: [0, 0.8], 1: [0, 0.8]}}
+    line = tool.downstream_line("busi", {"A|busi": ahead, "B|busi": level, "A|ct_covid": ahead})
+    assert "A 0.910 vs 0.805 (+0.105 ± 0.005, 2 seeds ahead)" in line
+    assert "B 0.810 vs 0.800 (+0.010 ± 0.090, 2 seeds)" in line
+    assert line.count("seeds") == 2  # the other task's pair is not on this card
