@@ -88,19 +88,25 @@ class DeferredInit:
         """Storage keys of the parameters that have recorded writes not yet run."""
         return {key for key, *_ in self.writes}
 
-    def replay(self, params: Iterable[nn.Parameter] | None = None) -> int:
+    def replay(
+        self, params: Iterable[nn.Parameter] | None = None, *, keep_others: bool = False
+    ) -> int:
         """Run the recorded writes, in their original order, for ``params`` (default: every
         parameter created in the block). Writes to other parameters are dropped: the predicted
         ones are overwritten anyway, and parameters the model no longer holds (a replaced
-        first convolution) need none. Returns the number of writes run."""
+        first convolution) need none; ``keep_others=True`` keeps them for a later replay.
+        Returns the number of writes run."""
         wanted = None if params is None else {_storage_key(p) for p in params}
-        done = 0
+        done, others = 0, []
         with torch.no_grad():
-            for key, method, args, kwargs in self.writes:
+            for write in self.writes:
+                key, method, args, kwargs = write
                 if wanted is None or key in wanted:
                     method(*args, **kwargs)
                     done += 1
-        self.writes.clear()
+                else:
+                    others.append(write)
+        self.writes[:] = others if keep_others else []
         return done
 
 

@@ -25,7 +25,7 @@ from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
 from hyperinit.init_report import InitReport
 from hyperinit.materialize import allocate_meta, is_on_meta, materialize_lazy, plan_meta
 from hyperinit.modalities import get_modality
-from hyperinit.postprocess import PostProcess, depthwise_weights
+from hyperinit.postprocess import PostProcess, depthwise_weights, zero_init_norm_weights
 from hyperinit.selection import excluded_parameters, head_parameters
 
 __all__ = ["clear_cache", "initialize", "initialize_deferred", "load_hypernetwork"]
@@ -192,6 +192,31 @@ def _trace_all_branches(model: nn.Module, example_input: Any, s_max: int) -> Arc
     return graph
 
 
+def _zero_init_norms(
+    model: nn.Module,
+    norms: set[str],
+    post: PostProcess,
+    deferred: DeferredInit | None,
+    on_meta: bool,
+) -> set[str]:
+    """Of the predicted norm weights ``norms``, those the model's own init zeroes, when
+    ``post.residual_scale`` needs them (in a deferred build their recorded init is run first;
+    on the meta device there is none)."""
+    if post.residual_scale == 1:
+        return set()
+    if on_meta:
+        log.warning(
+            "residual_scale=%g: the model is on the meta device, so its own init is unknown and "
+            "no norm is scaled; build it on a real device (or with hyperinit.create_model)",
+            post.residual_scale,
+        )
+        return set()
+    if deferred is not None:
+        params = dict(model.named_parameters())
+        deferred.replay([params[n] for n in norms if n in params], keep_others=True)
+    return zero_init_norm_weights(model, norms)
+
+
 #: set by :func:`initialize_deferred` for the one call it makes
 _DEFERRED: ContextVar[DeferredInit | None] = ContextVar("hyperinit_deferred", default=None)
 
@@ -316,7 +341,9 @@ def initialize(
     with torch.no_grad():
         preds = hypernet.predict_params(graph, names=wanted, seed=seed, roles=param_roles)
         depthwise = depthwise_weights(model) if post.orthogonalize == "depthwise" else ()
-        preds = post.apply(preds, roles, seed=seed, depthwise=depthwise)
+        norms = {n for n in wanted if roles.get(n) == "norm_weight"}
+        zero_init = _zero_init_norms(model, norms, post, deferred, on_meta)
+        preds = post.apply(preds, roles, seed=seed, depthwise=depthwise, zero_init=zero_init)
         _check_finite(preds)
     t_predict = time.perf_counter()
     if plan is not None:

@@ -11,7 +11,11 @@ layer-by-layer diagnostic (``research/init_diagnostic``) found different from de
   channels x k*k filter bank each: an SVD that small costs next to nothing);
 - ``noise``: Gaussian noise of that many times each weight's RMS, added first (seeded);
 - ``norm_weights``: ``"predicted"``, ``"one"`` (the norm scales set to 1) or ``"default"``
-  (not predicted: the model keeps its own, e.g. timm's ``zero_init_last`` zeros).
+  (not predicted: the model keeps its own, e.g. timm's ``zero_init_last`` zeros);
+- ``residual_scale``: the predicted weight of each norm the model's own init sets to zero (the
+  last norm of a residual branch under timm's ``zero_init_last``) times this factor: between
+  those zeros (0, which stall the branches) and the prediction (1, under which RegNetX's first
+  epoch blows up), ``research/residual_scale``.
 
 >>> pp = PostProcess(orthogonalize=True)
 >>> PostProcess.from_dict(pp.to_dict()) == pp
@@ -33,7 +37,13 @@ import torch
 
 from hyperinit.errors import CheckpointError
 
-__all__ = ["POSTPROCESS_VERSION", "PostProcess", "depthwise_weights", "orthogonalize"]
+__all__ = [
+    "POSTPROCESS_VERSION",
+    "PostProcess",
+    "depthwise_weights",
+    "orthogonalize",
+    "zero_init_norm_weights",
+]
 
 #: Bumped when a transform changes what it computes; a newer one is refused.
 POSTPROCESS_VERSION = 1
@@ -51,12 +61,15 @@ class PostProcess:
         noise: add seeded Gaussian noise of ``noise`` x RMS to those weights (before
             orthogonalising when both are on).
         norm_weights: ``"predicted"``, ``"one"`` or ``"default"`` (leave them to the model).
+        residual_scale: multiply the predicted weights of the norms the model's own init
+            zeroes by this (1: unchanged; models without such norms are unaffected).
         version: the post-processing version the options were chosen with.
     """
 
     orthogonalize: bool | str = False
     noise: float = 0.0
     norm_weights: str = "predicted"
+    residual_scale: float = 1.0
     version: int = POSTPROCESS_VERSION
 
     def __post_init__(self) -> None:
@@ -71,6 +84,9 @@ class PostProcess:
         noise = self.noise
         if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 10:
             return f"noise must be a number in [0, 10), got {noise!r}"
+        scale = self.residual_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale <= 1:
+            return f"residual_scale must be a number in [0, 1], got {scale!r}"
         if self.norm_weights not in NORM_WEIGHTS:
             return f"norm_weights must be one of {NORM_WEIGHTS}, got {self.norm_weights!r}"
         if not isinstance(self.version, int) or self.version < 1:
@@ -85,7 +101,12 @@ class PostProcess:
     @property
     def is_identity(self) -> bool:
         """True when nothing is changed (the predictions are written as they are)."""
-        return not self.orthogonalize and self.noise == 0 and self.norm_weights == "predicted"
+        return (
+            not self.orthogonalize
+            and self.noise == 0
+            and self.norm_weights == "predicted"
+            and self.residual_scale == 1
+        )
 
     @property
     def kept_roles(self) -> frozenset[str]:
@@ -93,7 +114,12 @@ class PostProcess:
         return frozenset({"norm_weight"}) if self.norm_weights == "default" else frozenset()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The options; ``residual_scale`` only when set, so the files and cache keys of
+        options without it stay what they were."""
+        out = dataclasses.asdict(self)
+        if self.residual_scale == 1:
+            del out["residual_scale"]
+        return out
 
     @classmethod
     def from_dict(
@@ -139,10 +165,12 @@ class PostProcess:
         *,
         seed: int,
         depthwise: Collection[str] = (),
+        zero_init: Collection[str] = (),
     ) -> dict[str, torch.Tensor]:
         """The post-processed predictions (a new dict; ``preds`` is not changed).
         ``depthwise``: the names of depthwise convolution weights (for
-        ``orthogonalize="depthwise"``; :func:`depthwise_weights`)."""
+        ``orthogonalize="depthwise"``; :func:`depthwise_weights`); ``zero_init``: the norm
+        weights the model's own init zeroes (for ``residual_scale``)."""
         if self.is_identity:
             return preds
         gen = torch.Generator().manual_seed(int(seed) ^ 0x5EED)
@@ -158,6 +186,8 @@ class PostProcess:
                     value = value + _noise(value, self.noise, gen)
             elif role == "norm_weight" and self.norm_weights == "one":
                 value = torch.ones_like(value)
+            if role == "norm_weight" and name in zero_init and self.residual_scale != 1:
+                value = value * self.residual_scale
             out[name] = value
         return out
 
@@ -170,6 +200,20 @@ def depthwise_weights(model: torch.nn.Module) -> set[str]:
         for name, m in model.named_modules()
         if isinstance(m, torch.nn.modules.conv._ConvNd) and 1 < m.groups == m.in_channels
     }
+
+
+def zero_init_norm_weights(model: torch.nn.Module, names: Collection[str]) -> set[str]:
+    """Of the parameter ``names``, the norm weights that are all zero now, i.e. after the
+    model's own init (timm's ``zero_init_last``: the last norm of each residual branch)."""
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    found = set()
+    for prefix, m in model.named_modules():
+        name = f"{prefix}.weight" if prefix else "weight"
+        weight = getattr(m, "weight", None)
+        is_norm = isinstance(m, norms) and isinstance(weight, torch.Tensor)
+        if is_norm and name in names and not bool(weight.detach().any()):
+            found.add(name)
+    return found
 
 
 def _noise(weight: torch.Tensor, scale: float, generator: torch.Generator | None) -> torch.Tensor:

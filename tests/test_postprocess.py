@@ -82,6 +82,63 @@ def test_options_round_trip_and_bad_options_are_named():
         PostProcess.from_dict([1])
 
 
+def test_residual_scale_is_validated_and_absent_from_old_files_and_keys():
+    shipped = {"orthogonalize": "depthwise"}
+    assert PostProcess.from_dict(shipped).to_dict() == {
+        **shipped,
+        "noise": 0.0,
+        "norm_weights": "predicted",
+        "version": 1,
+    }  # no residual_scale: same file, same key
+    damped = PostProcess.from_dict({**shipped, "residual_scale": 0.25})
+    assert damped.to_dict()["residual_scale"] == 0.25 and not damped.is_identity
+    assert damped.key() != PostProcess.from_dict(shipped).key()
+    assert PostProcess.from_dict(damped.to_dict()) == damped
+    assert not PostProcess(residual_scale=0.5).is_identity
+    for bad in (1.5, -0.1, True, "0.5"):
+        with pytest.raises(CheckpointError, match=r"residual_scale must be a number in \[0, 1\]"):
+            PostProcess.from_dict({"residual_scale": bad})
+
+
+def _resnet18_inits(**post):
+    """timm ResNet-18 initialised with the shipped xray checkpoint and ``post`` on top."""
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=2)
+    options = {"orthogonalize": "depthwise", **post}
+    hyperinit.initialize(model, "xray", seed=3, postprocess=options)
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_residual_scale_damps_exactly_the_norms_the_model_zero_inits(one_thread):
+    plain, damped = _resnet18_inits(), _resnet18_inits(residual_scale=0.25)
+    zeroed = {f"layer{i}.{b}.bn2.weight" for i in range(1, 5) for b in range(2)}
+    assert {n for n in plain if not torch.equal(plain[n], damped[n])} == zeroed
+    assert all(torch.equal(damped[n], plain[n] * 0.25) for n in zeroed)
+    # built without default init: the norms' recorded init is run to find them, same result
+    built = hyperinit.create_model(
+        "timm:resnet18",
+        num_classes=2,
+        modality="xray",
+        seed=3,
+        postprocess={"orthogonalize": "depthwise", "residual_scale": 0.25},
+    )
+    params = dict(built.named_parameters())
+    assert all(torch.equal(params[n], damped[n]) for n in damped if not n.startswith("fc."))
+
+
+def test_residual_scale_leaves_models_without_zero_init_norms_alone(one_thread):
+    import torchvision
+
+    def init(**post):
+        torch.manual_seed(0)
+        model = torchvision.models.resnet18(num_classes=2)  # zero_init_residual=False
+        hyperinit.initialize(model, "xray", seed=1, postprocess=post)
+        return model.state_dict()
+
+    plain, damped = init(), init(residual_scale=0.25)
+    assert all(torch.equal(plain[k], damped[k]) for k in plain)
+
+
 @pytest.fixture(scope="module")
 def mobilenet():
     torch.manual_seed(0)
