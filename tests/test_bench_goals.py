@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 from hyperinit.bench.report import load_results, same_setting, write_report
+from tests.scripts import load_script
 from tests.test_bench_report import results_dir  # noqa: F401  (the fixture cells)
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _goals():
-    spec = importlib.util.spec_from_file_location("goals", REPO / "benchmarks" / "goals.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/goals.py")
 
 
 def test_goal_scoreboard_verdicts_and_tally(results_dir):  # noqa: F811

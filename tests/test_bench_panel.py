@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import timm
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script
 
 
 def _panel():
-    spec = importlib.util.spec_from_file_location("panel", REPO / "benchmarks" / "panel.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/panel.py")
 
 
 panel = _panel()

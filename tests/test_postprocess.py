@@ -19,6 +19,7 @@ from hyperinit.errors import CheckpointError
 from hyperinit.hypernet.synthesis import _batched_noise, _flat_factors, symmetry_noise
 from hyperinit.initialize import load_hypernetwork
 from hyperinit.postprocess import PostProcess, depthwise_weights, orthogonalize
+from tests.scripts import load_script
 
 
 def _singular_values(w: torch.Tensor) -> torch.Tensor:
@@ -319,14 +320,11 @@ def test_flat_spectrum_option(mobilenet, tmp_path):
 
 
 def test_set_prediction_tool_writes_configs_cards_and_pins(tmp_path):
-    import importlib.util
     import shutil
     from pathlib import Path
 
     repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("sp", repo / "tools" / "set_prediction.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/set_prediction.py")
     root = tmp_path / "checkpoints"
     for name in ("xray", "reference"):
         shutil.copytree(repo / "hyperinit" / "checkpoints" / name, root / name)

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.scripts import REPO, load_script
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("pc", REPO / "tools" / "panel_cards.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_script("tools/panel_cards.py")
 
 
 def test_cards_get_the_panel_numbers_and_unmeasured_ones_are_marked(tmp_path):

@@ -11,10 +11,13 @@ architecture's own init sets to zero) by ``alpha`` after the own-modality checkp
 the two ends the panel measured (alpha 0: the architecture's default norms, 1: as predicted),
 on ResNet-18 and RegNetX-200MF (the panel's architectures with ``zero_init_last``), the panel's
 protocol (10 % of the labels, 5 epochs, 64 px), 6 seeds paired with the panel's cells. The
-choice is made on validation (best epoch); test is reported beside it.
+choice is made on validation (best epoch); test is reported beside it. The chosen alpha is then
+checked on ResNet-50 (chest X-ray; its default and trained cells are the panel's).
 
     OMP_NUM_THREADS=1 python research/residual_scale/residual_scale.py --seeds 6 \\
-        [--archs RegNetX-200MF] [--alphas 0.25 0.5]
+        --archs RegNetX-200MF ResNet-18 [--alphas 0.25 0.5]
+    OMP_NUM_THREADS=1 python research/residual_scale/residual_scale.py --seeds 6 \\
+        --archs ResNet-50 --tasks chest_xray          # the check (its alpha: CHECKS)
 
 Finished cells are cached in ``cells/`` (the panel's own inits are read from its committed
 cells). Writes ``residual_scale.{json,md}``.
@@ -39,6 +42,8 @@ ROOT = HERE.parents[1]
 PANEL_CELLS = ROOT / "benchmarks" / "results" / "panel"
 CACHE = ROOT / "runs" / "downstream_cache"
 ARCHS = ("RegNetX-200MF", "ResNet-18")
+#: a check of the chosen alpha on an architecture it was not chosen on: arch -> tasks, alphas
+CHECKS = {"ResNet-50": (("chest_xray",), (0.25,))}
 TASKS = ("chest_xray", "busi", "ct_covid", "dermamnist")
 ALPHAS = (0.25, 0.5)
 OWN = {task: modality for modality, task in TASK.items() if modality != "mixed"}
@@ -103,23 +108,24 @@ def write(by_task: dict, seeds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=6)
-    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    every = ARCHS + tuple(CHECKS)
+    parser.add_argument("--archs", nargs="+", default=list(every), choices=every)
+    parser.add_argument("--check-seeds", type=int, help="seeds of the checks (default --seeds)")
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--alphas", nargs="+", type=float, default=list(ALPHAS))
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    by_task = {
-        task: collect(
-            args.seeds,
-            args.archs,
-            task,
-            inits_for(task, tuple(args.alphas)),
-            CACHE,
-            log=logging.info,
-        )
-        for task in args.tasks
-    }
+    by_task: dict = {}
+    for task in args.tasks:
+        for arch in args.archs:
+            tasks, alphas = CHECKS.get(arch, (TASKS, tuple(args.alphas)))
+            if task not in tasks:
+                continue
+            seeds = args.check_seeds if arch in CHECKS and args.check_seeds else args.seeds
+            named = inits_for(task, alphas)
+            rows = collect(seeds, [arch], task, named, CACHE, log=logging.info)
+            by_task.setdefault(task, {}).update(rows)
     write(by_task, args.seeds)
 
 
