@@ -18,6 +18,10 @@ def test_cards_get_the_panel_numbers_and_unmeasured_ones_are_marked(tmp_path):
     for name in ("xray", "fundus"):
         shutil.copytree(REPO / "hyperinit" / "checkpoints" / name, tmp_path / name)
     xray, fundus = tmp_path / "xray" / "README.md", tmp_path / "fundus" / "README.md"
+    old = [x for x in xray.read_text().splitlines() if not x.startswith(tool.LINE)]
+    old.append(f"{tool.LINE} (chest_xray, older numbers): resnet18 0.900 vs 0.865.")
+    old = [x + tool.SETTINGS_CAVEAT if "**Prediction settings**" in x else x for x in old]
+    xray.write_text("\n".join(old) + "\n")  # a card as tools/set_prediction.py leaves it
 
     line = tool.downstream_line("chest_xray", results)
     by = results["ResNet-18|chest_xray"]
@@ -29,7 +33,10 @@ def test_cards_get_the_panel_numbers_and_unmeasured_ones_are_marked(tmp_path):
     assert tool.SETTINGS_CAVEAT not in card and "**Prediction settings**" in card
     assert not tool.update_card(xray, line)  # idempotent
 
+    assert tool.card_line("mixed", "chest_xray", results) is None  # the panel ran xray's
+    assert tool.card_line("xray", "chest_xray", results) == line
     assert tool.downstream_line("drive", {}) is None
+    fundus.write_text(fundus.read_text().replace(tool.STALE, ""))  # as before the first run
     assert tool.update_card(fundus, None)
     assert fundus.read_text().count(tool.STALE) == 1
     assert not tool.update_card(fundus, None)  # marked once

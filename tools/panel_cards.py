@@ -69,6 +69,12 @@ def downstream_line(task: str, results: dict) -> str | None:
     )
 
 
+def card_line(modality: str, task: str, results: dict) -> str | None:
+    """The Downstream line of ``modality``'s card: the panel measures each task with its own
+    modality's checkpoint, so ``"mixed"`` (no task of its own) has none."""
+    return None if modality == "mixed" else downstream_line(task, results)
+
+
 def update_card(card: Path, line: str | None) -> bool:
     """Replace the card's Downstream line with ``line`` (or mark the old one as stale);
     returns whether the card changed."""
@@ -98,7 +104,7 @@ def main() -> None:
     for modality, task in TASK.items():
         card = args.checkpoints / modality / "README.md"
         if card.is_file():
-            changed = update_card(card, downstream_line(task, results))
+            changed = update_card(card, card_line(modality, task, results))
             log.info("%s (%s): %s", modality, task, "updated" if changed else "unchanged")
 
 
