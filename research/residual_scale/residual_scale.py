@@ -36,6 +36,7 @@ from torch import nn
 import hyperinit
 from hyperinit.bench.quick import TASK, checkpoint_dir
 from hyperinit.bench.variants import collect, variant_table
+from hyperinit.hypernet.config import HyperInitConfig
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -49,26 +50,16 @@ ALPHAS = (0.25, 0.5)
 OWN = {task: modality for modality, task in TASK.items() if modality != "mixed"}
 
 
-def zero_init_norms(model: nn.Module) -> list[nn.Module]:
-    """The norms whose weight the model's own init set to zero (the residual branches' last)."""
-    return [
-        m
-        for m in model.modules()
-        if isinstance(m, nn.modules.batchnorm._NormBase)
-        and m.weight is not None
-        and not bool(m.weight.any())
-    ]
-
-
 def damped(modality: str, alpha: float, seed: int):
-    """The own-modality checkpoint, then those norms' predicted weights times ``alpha``."""
+    """The own-modality checkpoint with its post-processing plus ``residual_scale=alpha``
+    (``hyperinit.postprocess``: the predicted weights of the norms the model's own init zeroes,
+    times ``alpha``)."""
+    folder = checkpoint_dir(modality)
+    post = {**(HyperInitConfig.load(folder / "config.json").postprocess or {})}
+    post["residual_scale"] = alpha
 
     def init(model: nn.Module) -> None:
-        norms = zero_init_norms(model)
-        hyperinit.initialize(model, checkpoint=str(checkpoint_dir(modality)), seed=seed)
-        with torch.no_grad():
-            for m in norms:
-                m.weight.mul_(alpha)
+        hyperinit.initialize(model, checkpoint=str(folder), seed=seed, postprocess=post)
 
     init.__name__ = f"{modality}_residual_x{alpha:g}"
     return init
