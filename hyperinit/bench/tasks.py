@@ -4,6 +4,7 @@ in-memory uint8 tensors at the benchmark resolution."""
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,7 +174,9 @@ def load_task_split(
     data = load(task, split, size, fraction, data_seed, root)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(vars(data), path)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # parallel runs never read half
+        torch.save(vars(data), tmp)
+        tmp.replace(path)
     return data
 
 
