@@ -115,6 +115,10 @@ def test_residual_scale_damps_exactly_the_norms_the_model_zero_inits(one_thread)
     zeroed = {f"layer{i}.{b}.bn2.weight" for i in range(1, 5) for b in range(2)}
     assert {n for n in plain if not torch.equal(plain[n], damped[n])} == zeroed
     assert all(torch.equal(damped[n], plain[n] * 0.25) for n in zeroed)
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=2)
+    hyperinit.initialize(model, "xray", seed=3)  # the shipped settings damp by 0.25
+    assert all(torch.equal(p, damped[n]) for n, p in model.named_parameters())
     # built without default init: the norms' recorded init is run to find them, same result
     built = hyperinit.create_model(
         "timm:resnet18",
@@ -227,7 +231,10 @@ def test_checkpoint_config_carries_the_postprocessing(tmp_path, mobilenet):
     hn = load_hypernetwork("xray")[0]
     folder = hn.save_pretrained(tmp_path / "pp")
     cfg = json.loads((folder / "config.json").read_text())
-    assert cfg["postprocess"] == {"orthogonalize": "depthwise"}  # what the checkpoints ship
+    assert cfg["postprocess"] == {
+        "orthogonalize": "depthwise",
+        "residual_scale": 0.25,
+    }  # what the checkpoints ship
     cfg["postprocess"] = None
     (folder / "config.json").write_text(json.dumps(cfg))
     shipped_key = hypernet_version(f"hyperinit:{folder}", "xray")
@@ -347,5 +354,6 @@ def test_set_prediction_tool_writes_configs_cards_and_pins(tmp_path):
     tool.set_prediction({"noise": "kron"}, "again", root, registry)  # replaces the line
     card = (root / "xray" / "README.md").read_text()
     assert card.count("**Prediction settings**") == 1 and "`noise=kron`" in card
+    assert "`spectrum=flat`" in card  # the line states every setting, not only the new one
     with pytest.raises(SystemExit, match="spectrum must be one of"):
         tool.set_prediction({"spectrum": "round"}, "bad", root, registry)

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "hyperinit" / "checkpoints"
 REGISTRY = ROOT / "hyperinit" / "modalities.json"
 CARD_LINE = "- **Prediction settings**"
+PREDICTION_KEYS = ("noise", "spectrum", "centre_rows", "postprocess")
 
 log = logging.getLogger("set_prediction")
 
@@ -51,7 +52,10 @@ def set_prediction(
         shas[folder.name] = sha256_file(folder / "config.json")
         card = folder / "README.md"
         if card.is_file():
-            line = f"{CARD_LINE}: " + ", ".join(f"`{k}={v}`" for k, v in settings.items())
+            stated = {
+                k: getattr(config, k) for k in PREDICTION_KEYS
+            }  # all of them, not only the new
+            line = f"{CARD_LINE}: " + ", ".join(f"`{k}={v}`" for k, v in stated.items())
             line += (
                 f" (chosen on validation splits: {why}). The Downstream line above may predate"
                 " them; `benchmarks/results/panel/panel.md` has the current settings' numbers."
