@@ -167,13 +167,20 @@ def test_untrained_reference_cells_are_labelled_so(results_dir):
 
 
 def test_shipped_checkpoint_cells_are_labelled_trained(results_dir):
+    from hyperinit.bench.inits import hypernet_version
     from hyperinit.modalities import get_modality
 
-    path = next((results_dir / "cells").glob("chest_xray__*hyperinit-own__f0.1__s0*"))
-    r = json.loads(path.read_text())
-    r["cell"]["hypernet"] = get_modality("xray").sha256["model.safetensors"][:8]
-    path.write_text(json.dumps(r))
-    assert "hyperinit:own@trained" in {x["cell"]["init"] for x in load_results([results_dir])}
+    cells = sorted((results_dir / "cells").glob("chest_xray__*hyperinit-own__f0.1__s*"))
+    versions = {
+        "trained": hypernet_version("hyperinit:own", "xray"),  # weights and settings shipped
+        "trained-earlier-settings": get_modality("xray").sha256["model.safetensors"][:8],
+    }
+    for path, version in zip(cells, versions.values()):
+        r = json.loads(path.read_text())
+        r["cell"]["hypernet"] = version
+        path.write_text(json.dumps(r))
+    inits = {x["cell"]["init"] for x in load_results([results_dir])}
+    assert {f"hyperinit:own@{tag}" for tag in versions} <= inits
 
 
 def test_segmentation_runs_stuck_at_dice_zero_are_listed(results_dir, tmp_path):

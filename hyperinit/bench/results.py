@@ -39,23 +39,40 @@ def _training_identity(cell: dict) -> str:
     return json.dumps(same, sort_keys=True)
 
 
-def _shipped_checkpoints() -> set[str]:
-    """sha256 prefixes of the trained checkpoints this version of hyperinit ships."""
+def _shipped_checkpoints() -> tuple[set[str], set[str]]:
+    """The cache-key versions of the trained checkpoints this version of hyperinit ships
+    (weights sha256 prefix and prediction settings, own modality and ``auto``), and their
+    weights sha256 prefixes alone."""
+    from hyperinit.bench.inits import hypernet_version
     from hyperinit.modalities import MODALITIES, get_modality
 
-    return {get_modality(m).sha256["model.safetensors"][:8] for m in MODALITIES}
+    trained = [m for m in MODALITIES if get_modality(m).trained]
+    versions = {hypernet_version(f"hyperinit:{m}", m) for m in trained}
+    versions.add(hypernet_version("hyperinit:auto", "auto"))
+    return versions - {None}, {get_modality(m).sha256["model.safetensors"][:8] for m in trained}
+
+
+def _checkpoint_tag(version: str, shipped: tuple[set[str], set[str]]) -> str:
+    """``trained`` for a shipped checkpoint under its shipped settings, ``trained-earlier-settings``
+    for its weights under earlier prediction settings, else the version itself."""
+    versions, weights = shipped
+    if version in versions:
+        return "trained"
+    if set(version.split("-")) <= weights:
+        return "trained-earlier-settings"
+    return version
 
 
 def load_results(dirs: Iterable[str | Path]) -> list[dict]:
     """Every finished cell under ``<dir>/cells/*.json``; the same training found twice (also
     under other tags or CAM settings) is read once, preferring the copy with CAMs."""
     seen: dict[str, dict] = {}
+    shipped = _shipped_checkpoints()
     for d in dirs:
         for path in sorted(Path(d).glob("cells/*.json")):
             r = json.loads(path.read_text())
             if r["cell"].get("hypernet"):  # a trained / user checkpoint: its own column
-                sha = r["cell"]["hypernet"]
-                tag = "trained" if set(sha.split("-")) <= _shipped_checkpoints() else sha
+                tag = _checkpoint_tag(r["cell"]["hypernet"], shipped)
                 r["cell"]["init"] = f"{r['cell']['init']}@{tag}"
             elif "untrained" in str(r.get("init_info", {}).get("checkpoint", "")):
                 r["cell"]["init"] = f"{r['cell']['init']}@reference"  # say so in every table

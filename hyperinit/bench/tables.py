@@ -209,8 +209,10 @@ def checkpoint_lines(results: list[dict]) -> list[str]:
     lines = [f"- {m}: {', '.join(sorted(v))}" for m, v in sorted(seen.items())]
     lines.append(
         "- An init label with `@trained` was run with the trained checkpoint this version "
-        "ships for that modality (listed above); `@<sha256 prefix>` with another (older or "
-        "user) checkpoint; `@reference` with the untrained reference hypernetwork."
+        "ships for that modality (listed above) under its shipped prediction settings; "
+        "`@trained-earlier-settings` with the same weights under earlier prediction settings "
+        "(`config.json`: noise, spectrum, post-processing); `@<sha256 prefix>` with another "
+        "(older or user) checkpoint; `@reference` with the untrained reference hypernetwork."
     )
     if seen and all("untrained" in ck for v in seen.values() for ck in v):
         lines.append(
