@@ -8,6 +8,9 @@ through ``write_report(..., extra_sections=[goal_section])``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from hyperinit.bench.results import (
     CONVERGED,
     aggregate,
@@ -18,12 +21,27 @@ from hyperinit.bench.results import (
 from hyperinit.bench.tables import md_table
 from hyperinit.bench.tasks import TASKS
 
-__all__ = ["goal_lines", "goal_section"]
+__all__ = ["goal_lines", "goal_section", "panel_section"]
 
 
 def goal_section(results: list[dict]) -> list[str]:
     """The "Goals" section of the report."""
     return ["## Goals", "", *goal_lines(results), ""]
+
+
+def panel_section(folder: Path) -> Callable[[list[dict]], list[str]]:
+    """The architecture panel (``benchmarks/panel.py``, written to ``folder``) as a report
+    section: the one-initializer goal, judged on the checkpoints as shipped now."""
+
+    def section(results: list[dict]) -> list[str]:
+        md = folder / "panel.md"
+        if not md.is_file():
+            return []
+        body = ["#" + ln if ln.startswith("#") else ln for ln in md.read_text().splitlines()]
+        link = f"![trained − default per pair]({folder.name}/panel.png)"
+        return [*body, "", link, ""]
+
+    return section
 
 
 def goal_lines(results: list[dict]) -> list[str]:

@@ -41,9 +41,9 @@ if __name__ == "__main__":
     code = main(argv)
     ns = build_parser().parse_args(argv)
     if code == 0 and not ns.list and (ns.report_only or ns.shard.startswith("0/")):
-        # the repository's report also carries the goal scoreboard (benchmarks/goals.py)
+        # the repository's report also carries the panel and the goal scoreboard (goals.py)
         sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from goals import goal_section
+        from goals import goal_section, panel_section
 
         results = Path(ns.results)
         shown = (
@@ -55,6 +55,6 @@ if __name__ == "__main__":
             command=f"hyperinit bench {suite} --results {shown}"
             + (f" --c2l {ns.c2l}" if ns.c2l else ""),
             planned=get_suite(suite, c2l=ns.c2l),
-            extra_sections=[goal_section],
+            extra_sections=[panel_section(RESULTS / "panel"), goal_section],
         )
     sys.exit(code)

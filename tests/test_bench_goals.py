@@ -36,3 +36,18 @@ def test_the_scoreboard_is_an_extra_section_of_the_report(results_dir, tmp_path)
     ).read_text()
     assert "## Goals" not in plain
     assert "## Goals" in full and "**met**" in full
+
+
+def test_the_panel_is_a_report_section_with_its_plot(results_dir, tmp_path):  # noqa: F811
+    goals = _goals()
+    folder = tmp_path / "panel"
+    assert goals.panel_section(folder)([]) == []  # not run yet: no section
+    folder.mkdir()
+    (folder / "panel.md").write_text(
+        "# Architecture panel\n\n| a | b |\n|---|---|\n## Scoreboard\n"
+    )
+    report = write_report(
+        [results_dir], tmp_path / "R.md", extra_sections=[goals.panel_section(folder)]
+    ).read_text()
+    assert "## Architecture panel" in report and "### Scoreboard" in report
+    assert "![trained − default per pair](panel/panel.png)" in report
