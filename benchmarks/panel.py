@@ -41,7 +41,7 @@ from hyperinit.bench.quick import (
     panel_cell,
     run_quick,
 )
-from hyperinit.bench.stats import mean_se
+from hyperinit.bench.stats import paired_by_seed
 from hyperinit.bench.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,13 +139,7 @@ def collect(
 
 def _paired(by: dict, a: str, b: str, split: str) -> tuple[float, float, int, int] | None:
     """Mean and standard error of a − b over the seeds both have, seeds, seeds a ahead."""
-    i = 0 if split == "val" else 1
-    seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
-    if len(seeds) < 2:
-        return None
-    diffs = [by[a][s][i] - by[b][s][i] for s in seeds]
-    mean, se = mean_se(diffs)
-    return mean, se, len(seeds), sum(x > 0 for x in diffs)
+    return paired_by_seed(by, a, b, 0 if split == "val" else 1)
 
 
 def scoreboard(results: dict) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from tests.scripts import REPO, load_script
 
 
@@ -50,3 +52,23 @@ def test_verdicts_follow_two_standard_errors():
     assert "A 0.910 vs 0.805 (+0.105 ± 0.005, 2 seeds ahead)" in line
     assert "B 0.810 vs 0.800 (+0.010 ± 0.090, 2 seeds)" in line
     assert line.count("seeds") == 2  # the other task's pair is not on this card
+
+
+def test_readme_table_has_every_pair_and_is_rewritten_between_its_markers(tmp_path):
+    tool = _tool()
+    ahead = {"trained": {s: [0, 0.9 + s / 100] for s in range(6)}}
+    ahead["default"] = {s: [0, 0.8] for s in range(6)}
+    few = {"trained": {0: [0, 0.5], 1: [0, 0.7]}, "default": {0: [0, 0.6], 1: [0, 0.6]}}
+    table = tool.readme_table({"A|busi": ahead, "B|busi": few, "A|drive": ahead})
+    assert table[0] == "| architecture | BUSI (ultrasound, macro AUC) | DRIVE (fundus, Dice) |"
+    assert table[2] == "| A | **+0.125 ± 0.008** | **+0.125 ± 0.008** |"  # 6 seeds: no count
+    assert table[3] == "| B | +0.000 ± 0.100 (2) | — |"  # level, 2 seeds, DRIVE not run
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nabove\n")
+    with pytest.raises(SystemExit, match="add the lines"):
+        tool.update_readme(readme, table)
+    readme.write_text(f"above\n{tool.TABLE_START}\n| old |\n{tool.TABLE_END}\nbelow\n")
+    assert tool.update_readme(readme, table)
+    text = readme.read_text()
+    assert "| old |" not in text and text.startswith("above\n") and text.endswith("\nbelow\n")
+    assert "\n".join(table) in text and not tool.update_readme(readme, table)

@@ -1,11 +1,12 @@
-"""Write the architecture panel's numbers into the model cards of the shipped checkpoints.
+"""Write the architecture panel's numbers into the model cards and the README's results table.
 
 Each modality checkpoint's card (``hyperinit/checkpoints/<modality>/README.md``, not pinned)
 gets a **Downstream** line from ``benchmarks/results/panel/panel.json``: on its own task, every
 panel architecture's test score with this checkpoint and with default init, the paired
 difference (mean ± standard error, seeds), and which pairs are ahead or behind by more than two
 standard errors. A modality the panel has not measured keeps its line, marked as predating the
-current prediction settings. The Hub copies need a new push (``docs/checkpoints.md``).
+current prediction settings. The Hub copies need a new push (``docs/checkpoints.md``). The
+README's table (between the ``panel table`` markers) gets every pair's paired difference.
 
     python tools/panel_cards.py            # after benchmarks/panel.py
 """
@@ -19,7 +20,7 @@ import re
 from pathlib import Path
 
 from hyperinit.bench.quick import TASK
-from hyperinit.bench.stats import mean_se
+from hyperinit.bench.stats import paired_by_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKPOINTS = ROOT / "hyperinit" / "checkpoints"
@@ -32,16 +33,24 @@ SETTINGS_CAVEAT = (
     "current settings' numbers."
 )
 
+README = ROOT / "README.md"
+TABLE_START = "<!-- panel table: tools/panel_cards.py writes it from panel.json -->"
+TABLE_END = "<!-- /panel table -->"
+COLUMNS = {
+    "chest_xray": "chest X-ray (xray, AUC)",
+    "busi": "BUSI (ultrasound, macro AUC)",
+    "ct_covid": "COVID-CT (ct, AUC)",
+    "dermamnist": "DermaMNIST (dermoscopy, macro AUC)",
+    "drive": "DRIVE (fundus, Dice)",
+}
+
 log = logging.getLogger("panel_cards")
 
 
 def paired(by: dict, a: str, b: str) -> tuple[float, float, int] | None:
     """Test-score ``a - b`` over the seeds both inits have: mean, standard error, seeds."""
-    seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
-    if len(seeds) < 2:
-        return None
-    mean, se = mean_se([by[a][s][1] - by[b][s][1] for s in seeds])
-    return mean, se, len(seeds)
+    d = paired_by_seed(by, a, b)
+    return None if d is None else d[:3]
 
 
 def downstream_line(task: str, results: dict) -> str | None:
@@ -94,10 +103,48 @@ def update_card(card: Path, line: str | None) -> bool:
     return new != text
 
 
+def readme_table(results: dict, seeds: int = 6) -> list[str]:
+    """Trained − default (test) per architecture and task: mean ± standard error, the seed
+    count in brackets where it is not ``seeds``, in bold where ahead by more than 2 SE."""
+    pairs = [p.split("|") for p in results]
+    archs = list(dict.fromkeys(a for a, _ in pairs))
+    tasks = [t for t in COLUMNS if any(t == pt for _, pt in pairs)]
+    lines = [
+        "| architecture | " + " | ".join(COLUMNS[t] for t in tasks) + " |",
+        "|---|" + "---|" * len(tasks),
+    ]
+    for arch in archs:
+        cells = []
+        for task in tasks:
+            d = paired(results.get(f"{arch}|{task}", {}), "trained", "default")
+            if d is None:
+                cells.append("—")
+                continue
+            text = f"{d[0]:+.3f} ± {d[1]:.3f}".replace("-", "−")
+            text = f"**{text}**" if d[0] > 2 * d[1] else text
+            cells.append(text + ("" if d[2] == seeds else f" ({d[2]})"))
+        lines.append(f"| {arch} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def update_readme(readme: Path, table: list[str]) -> bool:
+    """Replace the table between the markers; returns whether the README changed."""
+    text = readme.read_text()
+    if TABLE_START not in text or TABLE_END not in text:
+        raise SystemExit(f"{readme}: add the lines {TABLE_START!r} and {TABLE_END!r} first")
+    head, rest = text.split(TABLE_START, 1)
+    tail = rest.split(TABLE_END, 1)[1]
+    new = "\n".join([head + TABLE_START, *table, TABLE_END]) + tail
+    if new != text:
+        readme.write_text(new)
+    return new != text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--panel", type=Path, default=PANEL, help="panel.json to read")
     parser.add_argument("--checkpoints", type=Path, default=CHECKPOINTS)
+    parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = json.loads(args.panel.read_text())["results"]
@@ -106,6 +153,8 @@ def main() -> None:
         if card.is_file():
             changed = update_card(card, card_line(modality, task, results))
             log.info("%s (%s): %s", modality, task, "updated" if changed else "unchanged")
+    changed = update_readme(args.readme, readme_table(results))
+    log.info("README table: %s", "updated" if changed else "unchanged")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,17 @@ import itertools
 import logging
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["SPIKE", "loss_spike", "mean_se", "paired_gain", "paired_text", "spike_count"]
+__all__ = [
+    "SPIKE",
+    "loss_spike",
+    "mean_se",
+    "paired_by_seed",
+    "paired_gain",
+    "paired_text",
+    "spike_count",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,25 @@ def paired_text(a: Sequence[float], b: Sequence[float]) -> str:
     """
     mean, se = mean_se([u - v for u, v in zip(a, b)])
     return f"{mean:+.3f} ± {se:.3f} ({sum(u > v for u, v in zip(a, b))}/{len(a)})"
+
+
+def paired_by_seed(
+    by: Mapping[str, Mapping[object, Sequence[float]]], a: str, b: str, index: int = 1
+) -> tuple[float, float, int, int] | None:
+    """``a - b`` over the seeds both inits have, from ``{init: {seed: scores}}`` (the score is
+    ``scores[index]``): mean, standard error, seeds, seeds ``a`` is ahead; ``None`` when fewer
+    than two seeds pair up.
+
+    >>> paired_by_seed({"x": {0: (1.0,), 1: (0.5,)}, "y": {0: (0.5,), 1: (0.5,), 2: (0.1,)}},
+    ...                "x", "y", index=0)
+    (0.25, 0.25, 2, 1)
+    """
+    seeds = sorted(set(by.get(a, {})) & set(by.get(b, {})))
+    if len(seeds) < 2:
+        return None
+    diffs = [by[a][s][index] - by[b][s][index] for s in seeds]
+    mean, se = mean_se(diffs)
+    return mean, se, len(seeds), sum(x > 0 for x in diffs)
 
 
 def paired_gain(
