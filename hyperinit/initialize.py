@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -203,6 +204,8 @@ def _zero_init_norms(
     ``post.residual_scale`` needs them (in a deferred build their recorded init is run first;
     on the meta device there is none)."""
     if post.residual_scale == 1:
+        if not on_meta and deferred is None:  # remembered for a later call that damps
+            _remember_zero_init(model, norms)
         return set()
     if on_meta:
         log.warning(
@@ -214,7 +217,20 @@ def _zero_init_norms(
     if deferred is not None:
         params = dict(model.named_parameters())
         deferred.replay([params[n] for n in norms if n in params], keep_others=True)
-    return zero_init_norm_weights(model, norms)
+    return _remember_zero_init(model, norms)
+
+
+def _remember_zero_init(model: nn.Module, norms: set[str]) -> set[str]:
+    """The norms of ``norms`` whose weight is all zero now or was at an earlier call (a model
+    initialised before no longer shows its own init's zeros)."""
+    seen = _ZERO_INIT_SEEN.get(model, set())
+    found = zero_init_norm_weights(model, norms) | (seen & norms)
+    _ZERO_INIT_SEEN[model] = seen | found
+    return found
+
+
+#: the norms each model's own init zeroed, as found the first time it was initialised
+_ZERO_INIT_SEEN: weakref.WeakKeyDictionary[nn.Module, set[str]] = weakref.WeakKeyDictionary()
 
 
 #: set by :func:`initialize_deferred` for the one call it makes

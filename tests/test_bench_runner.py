@@ -155,7 +155,7 @@ def test_checkpoint_dir_gets_its_own_key(tmp_path):
     weights = (folder / "model.safetensors").read_bytes()
     cell = Cell("chest_xray", init=f"hyperinit:{folder}")
     # the weights' sha, then the prediction settings that differ from the defaults
-    depthwise = PostProcess(orthogonalize="depthwise").key()
+    depthwise = PostProcess(orthogonalize="depthwise", residual_scale=0.25).key()
     settings = "-orthogonal-flat-centre_except_depthwise" + depthwise
     assert cell.config()["hypernet"] == hashlib.sha256(weights).hexdigest()[:8] + settings
     assert cell.init_label == "hyperinit:ck"

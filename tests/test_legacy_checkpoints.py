@@ -15,6 +15,10 @@ from tests.data.legacy.make_legacy import probe_images, tiny_backbone, tiny_targ
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy"
 
 
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_legacy_hypernetwork_loads_with_identical_tensors_and_predictions():
     hn = hyperinit.HyperInitializer.from_pretrained(LEGACY / "hypernet")
     assert not hn.training and hn.config.d_model == 16 and hn.config.code_rank == 4
@@ -26,7 +30,8 @@ def test_legacy_hypernetwork_loads_with_identical_tensors_and_predictions():
     with torch.no_grad():
         preds = hn.predict_params(hyperinit.trace(tiny_target()), seed=3)
     assert preds.keys() == expected.keys()
-    assert all(torch.equal(preds[k], expected[k]) for k in expected)
+    # the same computation; its last bits depend on the CPU's kernels (AVX2 / AVX-512)
+    assert all(_same(preds[k], expected[k]) for k in expected)
 
 
 def test_legacy_hypernetwork_loads_through_initialize():
@@ -36,7 +41,7 @@ def test_legacy_hypernetwork_loads_through_initialize():
     params = dict(model.named_parameters())
     body = [k for k in expected if not k.startswith("6.")]  # the head keeps its own init
     assert report is not None and len(body) == 5
-    assert all(torch.equal(params[k].detach(), expected[k]) for k in body)
+    assert all(_same(params[k].detach(), expected[k]) for k in body)
 
 
 def test_legacy_c2l_backbone_loads_with_identical_features():

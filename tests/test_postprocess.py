@@ -119,6 +119,8 @@ def test_residual_scale_damps_exactly_the_norms_the_model_zero_inits(one_thread)
     model = timm.create_model("resnet18", num_classes=2)
     hyperinit.initialize(model, "xray", seed=3)  # the shipped settings damp by 0.25
     assert all(torch.equal(p, damped[n]) for n, p in model.named_parameters())
+    hyperinit.initialize(model, "xray", seed=3)  # again: its zeros are gone, the result is not
+    assert all(torch.equal(p, damped[n]) for n, p in model.named_parameters())
     # built without default init: the norms' recorded init is run to find them, same result
     built = hyperinit.create_model(
         "timm:resnet18",
