@@ -181,6 +181,11 @@ def test_shipped_checkpoint_cells_are_labelled_trained(results_dir):
         path.write_text(json.dumps(r))
     inits = {x["cell"]["init"] for x in load_results([results_dir])}
     assert {f"hyperinit:own@{tag}" for tag in versions} <= inits
+    from hyperinit.bench.results import _checkpoint_tag, _shipped_checkpoints
+
+    older = versions["trained-earlier-settings"] + "-gaussian"  # weights shipped, settings not
+    assert _checkpoint_tag(older, _shipped_checkpoints()) == "trained-earlier-settings"
+    assert _checkpoint_tag("0123abcd-gaussian", _shipped_checkpoints()) == "0123abcd-gaussian"
 
 
 def test_segmentation_runs_stuck_at_dice_zero_are_listed(results_dir, tmp_path):

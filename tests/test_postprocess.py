@@ -233,10 +233,8 @@ def test_checkpoint_config_carries_the_postprocessing(tmp_path, mobilenet):
     hn = load_hypernetwork("xray")[0]
     folder = hn.save_pretrained(tmp_path / "pp")
     cfg = json.loads((folder / "config.json").read_text())
-    assert cfg["postprocess"] == {
-        "orthogonalize": "depthwise",
-        "residual_scale": 0.25,
-    }  # what the checkpoints ship
+    shipped = {"orthogonalize": "depthwise", "residual_scale": 0.25}
+    assert cfg["postprocess"] == shipped  # what the checkpoints ship
     cfg["postprocess"] = None
     (folder / "config.json").write_text(json.dumps(cfg))
     shipped_key = hypernet_version(f"hyperinit:{folder}", "xray")

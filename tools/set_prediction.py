@@ -52,9 +52,8 @@ def set_prediction(
         shas[folder.name] = sha256_file(folder / "config.json")
         card = folder / "README.md"
         if card.is_file():
-            stated = {
-                k: getattr(config, k) for k in PREDICTION_KEYS
-            }  # all of them, not only the new
+            # every prediction setting, not only the ones just set
+            stated = {k: getattr(config, k) for k in PREDICTION_KEYS}
             line = f"{CARD_LINE}: " + ", ".join(f"`{k}={v}`" for k, v in stated.items())
             line += (
                 f" (chosen on validation splits: {why}). The Downstream line above may predate"

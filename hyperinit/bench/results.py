@@ -9,6 +9,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from string import hexdigits
 
 import numpy as np
 
@@ -58,7 +59,8 @@ def _checkpoint_tag(version: str, shipped: tuple[set[str], set[str]]) -> str:
     versions, weights = shipped
     if version in versions:
         return "trained"
-    if set(version.split("-")) <= weights:
+    shas = {t for t in version.split("-") if len(t) == 8 and all(c in hexdigits for c in t)}
+    if shas and shas <= weights:  # the weights' sha prefixes, whatever settings follow them
         return "trained-earlier-settings"
     return version
 
