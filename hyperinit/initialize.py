@@ -26,7 +26,12 @@ from hyperinit.hypernet.roles import PREDICTED_ROLES, assign_roles
 from hyperinit.init_report import InitReport
 from hyperinit.materialize import allocate_meta, is_on_meta, materialize_lazy, plan_meta
 from hyperinit.modalities import get_modality
-from hyperinit.postprocess import PostProcess, depthwise_weights, zero_init_norm_weights
+from hyperinit.postprocess import (
+    PostProcess,
+    depthwise_weights,
+    zero_init_last_norms,
+    zero_init_norm_weights,
+)
 from hyperinit.selection import excluded_parameters, head_parameters
 
 __all__ = ["clear_cache", "initialize", "initialize_deferred", "load_hypernetwork"]
@@ -201,28 +206,33 @@ def _zero_init_norms(
     on_meta: bool,
 ) -> set[str]:
     """Of the predicted norm weights ``norms``, those the model's own init zeroes, when
-    ``post.residual_scale`` needs them (in a deferred build their recorded init is run first;
-    on the meta device there is none)."""
+    ``post.residual_scale`` needs them: those its blocks' ``zero_init_last()`` zeroes (timm),
+    and those that are zero after its init (in a deferred build their recorded init is run
+    first; on the meta device only the first kind is known)."""
     if post.residual_scale == 1:
         if not on_meta and deferred is None:  # remembered for a later call that damps
             _remember_zero_init(model, norms)
         return set()
+    structural = zero_init_last_norms(model, norms)
     if on_meta:
-        log.warning(
-            "residual_scale=%g: the model is on the meta device, so its own init is unknown and "
-            "no norm is scaled; build it on a real device (or with hyperinit.create_model)",
-            post.residual_scale,
-        )
-        return set()
+        if not structural:
+            log.warning(
+                "residual_scale=%g: the model is on the meta device and has no timm "
+                "zero_init_last(), so its own init is unknown and no norm is scaled; build it "
+                "on a real device (or with hyperinit.create_model)",
+                post.residual_scale,
+            )
+        return structural
     if deferred is not None:
         params = dict(model.named_parameters())
-        deferred.replay([params[n] for n in norms if n in params], keep_others=True)
-    return _remember_zero_init(model, norms)
+        deferred.replay([params[n] for n in norms - structural if n in params], keep_others=True)
+    return structural | _remember_zero_init(model, norms)
 
 
 def _remember_zero_init(model: nn.Module, norms: set[str]) -> set[str]:
     """The norms of ``norms`` whose weight is all zero now or was at an earlier call (a model
-    initialised before no longer shows its own init's zeros)."""
+    initialised before no longer shows its own init's zeros: torchvision's
+    ``zero_init_residual``, a user's own init)."""
     seen = _ZERO_INIT_SEEN.get(model, set())
     found = zero_init_norm_weights(model, norms) | (seen & norms)
     _ZERO_INIT_SEEN[model] = seen | found

@@ -12,8 +12,9 @@ layer-by-layer diagnostic (``research/init_diagnostic``) found different from de
 - ``noise``: Gaussian noise of that many times each weight's RMS, added first (seeded);
 - ``norm_weights``: ``"predicted"``, ``"one"`` (the norm scales set to 1) or ``"default"``
   (not predicted: the model keeps its own, e.g. timm's ``zero_init_last`` zeros);
-- ``residual_scale``: the predicted weight of each norm the model's own init sets to zero (the
-  last norm of a residual branch under timm's ``zero_init_last``) times this factor: between
+- ``residual_scale``: the predicted weight of the last norm of each residual branch (those a
+  timm block's ``zero_init_last()`` zeroes, whatever the model holds now, and any norm that is
+  zero after the model's own init) times this factor: between
   those zeros (0, which stall the branches) and the prediction (1, under which RegNetX's first
   epoch blows up), ``research/residual_scale``.
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from hyperinit.errors import CheckpointError
 
@@ -61,8 +63,9 @@ class PostProcess:
         noise: add seeded Gaussian noise of ``noise`` x RMS to those weights (before
             orthogonalising when both are on).
         norm_weights: ``"predicted"``, ``"one"`` or ``"default"`` (leave them to the model).
-        residual_scale: multiply the predicted weights of the norms the model's own init
-            zeroes by this (1: unchanged; models without such norms are unaffected).
+        residual_scale: multiply the predicted weights of the residual branches' last norms
+            (timm's ``zero_init_last()`` ones, or zero after the model's own init) by this
+            (1: unchanged; models without such norms are unaffected).
         version: the post-processing version the options were chosen with.
     """
 
@@ -214,6 +217,45 @@ def zero_init_norm_weights(model: torch.nn.Module, names: Collection[str]) -> se
         if is_norm and name in names and not bool(weight.detach().any()):
             found.add(name)
     return found
+
+
+class _RecordZeroing(TorchFunctionMode):
+    """Records the tensors ``nn.init.zeros_`` / ``Tensor.zero_`` are called on, without zeroing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.zeroed: list[torch.Tensor] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.nn.init.zeros_, torch.Tensor.zero_):
+            self.zeroed.append(args[0])
+            return args[0]
+        return func(*args, **(kwargs or {}))
+
+
+def zero_init_last_norms(model: torch.nn.Module, names: Collection[str]) -> set[str]:
+    """Of the parameter ``names``, the norm weights that the blocks' own ``zero_init_last()``
+    (timm's residual blocks) zeroes: found by calling it with zeroing recorded, not done, so
+    the model is unchanged and its current values (an earlier init, the meta device) do not
+    matter."""
+    ids = {id(p): n for n, p in model.named_parameters()}
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
+    norm_weights = {
+        f"{prefix}.weight" if prefix else "weight"
+        for prefix, m in model.named_modules()
+        if isinstance(m, norms) and isinstance(getattr(m, "weight", None), torch.Tensor)
+    }
+    record = _RecordZeroing()
+    with record, torch.no_grad():
+        for m in model.modules():
+            zero_init_last = getattr(m, "zero_init_last", None)
+            if callable(zero_init_last):
+                try:
+                    zero_init_last()
+                except TypeError:  # not timm's no-argument method: not ours to call
+                    continue
+    zeroed = {ids[id(t)] for t in record.zeroed if id(t) in ids}
+    return zeroed & norm_weights & set(names)
 
 
 def _noise(weight: torch.Tensor, scale: float, generator: torch.Generator | None) -> torch.Tensor:

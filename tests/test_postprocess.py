@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+from copy import deepcopy
 
 import pytest
 import timm
@@ -18,7 +19,12 @@ from hyperinit.bench.inits import hypernet_version
 from hyperinit.errors import CheckpointError
 from hyperinit.hypernet.synthesis import _batched_noise, _flat_factors, symmetry_noise
 from hyperinit.initialize import load_hypernetwork
-from hyperinit.postprocess import PostProcess, depthwise_weights, orthogonalize
+from hyperinit.postprocess import (
+    PostProcess,
+    depthwise_weights,
+    orthogonalize,
+    zero_init_last_norms,
+)
 from tests.scripts import load_script
 
 
@@ -130,6 +136,45 @@ def test_residual_scale_damps_exactly_the_norms_the_model_zero_inits(one_thread)
         postprocess={"orthogonalize": "depthwise", "residual_scale": 0.25},
     )
     params = dict(built.named_parameters())
+    assert all(torch.equal(params[n], damped[n]) for n in damped if not n.startswith("fc."))
+
+
+def test_zero_init_last_norms_are_found_from_the_blocks_without_changing_the_model():
+    torch.manual_seed(0)
+    model = timm.create_model("resnet50", num_classes=2)
+    hyperinit.initialize(model, "xray", seed=0, postprocess={"orthogonalize": "depthwise"})
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    names = set(before)
+    bn3 = {n for n in names if n.endswith("bn3.weight")}
+    assert len(bn3) == 16 and zero_init_last_norms(model, names) == bn3
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
+    assert zero_init_last_norms(model, names - {"layer1.0.bn3.weight"}) == bn3 - {
+        "layer1.0.bn3.weight"
+    }
+    with torch.device("meta"):
+        on_meta = timm.create_model("resnet50", num_classes=2)
+    assert zero_init_last_norms(on_meta, names) == bn3
+    torchvision = pytest.importorskip("torchvision")
+    tv = torchvision.models.resnet18(zero_init_residual=True)  # no zero_init_last(): zeros only
+    assert zero_init_last_norms(tv, {n for n, _ in tv.named_parameters()}) == set()
+
+
+def test_residual_scale_damps_timm_blocks_whatever_their_current_values(one_thread):
+    damped = _resnet18_inits(residual_scale=0.25)
+    torch.manual_seed(0)
+    model = timm.create_model("resnet18", num_classes=2)
+    hyperinit.initialize(model, "xray", seed=3, postprocess={})  # its zeros are gone
+    copy = deepcopy(model)  # a new object: nothing remembered about it
+    hyperinit.initialize(copy, "xray", seed=3)
+    assert all(torch.equal(p, damped[n]) for n, p in copy.named_parameters())
+    torch.manual_seed(0)
+    ones = timm.create_model("resnet18", num_classes=2, zero_init_last=False)
+    hyperinit.initialize(ones, "xray", seed=3)  # the same architecture, the same init
+    assert all(torch.equal(p, damped[n]) for n, p in ones.named_parameters())
+    with torch.device("meta"):
+        on_meta = timm.create_model("resnet18", num_classes=2)
+    hyperinit.initialize(on_meta, "xray", seed=3)
+    params = dict(on_meta.named_parameters())
     assert all(torch.equal(params[n], damped[n]) for n in damped if not n.startswith("fc."))
 
 
