@@ -382,7 +382,9 @@ def initialize(
 
     report = InitReport(
         model=type(model).__name__,
-        modality=get_modality(modality).name if checkpoint is None else str(modality),
+        modality=get_modality(modality).name
+        if checkpoint is None
+        else str(hypernet.config.modality or "none"),  # the checkpoint's, not the default
         checkpoint=source,
         seed=seed,
         device=str(device),

@@ -247,6 +247,16 @@ def test_non_finite_prediction_is_refused(monkeypatch):
     assert _same(m, snap)
 
 
+def test_report_names_the_checkpoints_modality_not_the_default():
+    from hyperinit.bench.quick import checkpoint_dir
+
+    m = timm.create_model("resnet18", num_classes=2)
+    report = hyperinit.initialize(m, checkpoint=checkpoint_dir("fundus"), seed=0)
+    assert report.modality == "fundus" and "fundus" in report.checkpoint
+    untrained = hyperinit.initialize(m, checkpoint=hyperinit.HyperInitializer().eval(), seed=0)
+    assert untrained.modality == "none"
+
+
 @given(architectures)
 def test_property_random_architectures_initialize(specs):
     torch.manual_seed(0)
