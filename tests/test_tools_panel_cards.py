@@ -72,3 +72,32 @@ def test_readme_table_has_every_pair_and_is_rewritten_between_its_markers(tmp_pa
     text = readme.read_text()
     assert "| old |" not in text and text.startswith("above\n") and text.endswith("\nbelow\n")
     assert "\n".join(table) in text and not tool.update_readme(readme, table)
+
+
+def test_readme_summary_states_the_scoreboard_and_names_what_is_behind():
+    tool = _tool()
+    behind = {"trained": {s: [0, 0.7 - s / 100] for s in range(6)}}
+    behind["default"] = {s: [0, 0.8] for s in range(6)}
+    board = {
+        "pairs": 3,
+        "behind_2se": ["B|drive"],
+        "ahead_2se": ["A|busi"],
+        "archs_never_ahead": ["B"],
+        "trained_over_reference": "2/3",
+        "resnets_ahead_of_fair_baseline": {"A": "1/2"},
+    }
+    blank, *lines = tool.readme_summary(board, {"B|drive": behind})
+    assert blank == "" and all(len(line) <= 96 for line in lines)
+    text = " ".join(lines)
+    assert text.startswith("Of these 3 pairs, 1 are ahead of default init by more than two")
+    assert "1 behind: B on DRIVE (−0.125 ± 0.008)." in text
+    assert "Ahead on no task: B." in text and "on 2/3 pairs" in text
+    assert "on 1/2 tasks for A." in text
+    quiet = {
+        **board,
+        "behind_2se": [],
+        "archs_never_ahead": [],
+        "resnets_ahead_of_fair_baseline": {},
+    }
+    text = " ".join(tool.readme_summary(quiet, {})[1:])
+    assert "0 behind." in text and "no task" not in text and "fair baseline" not in text

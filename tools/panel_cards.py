@@ -6,7 +6,8 @@ panel architecture's test score with this checkpoint and with default init, the 
 difference (mean ± standard error, seeds), and which pairs are ahead or behind by more than two
 standard errors. A modality the panel has not measured keeps its line, marked as predating the
 current prediction settings. The Hub copies need a new push (``docs/checkpoints.md``). The
-README's table (between the ``panel table`` markers) gets every pair's paired difference.
+README's table (between the ``panel table`` markers) gets every pair's paired difference and
+the counts of the panel's scoreboard under it.
 
     python tools/panel_cards.py            # after benchmarks/panel.py
 """
@@ -17,6 +18,7 @@ import argparse
 import json
 import logging
 import re
+import textwrap
 from pathlib import Path
 
 from hyperinit.bench.quick import TASK
@@ -127,6 +129,41 @@ def readme_table(results: dict, seeds: int = 6) -> list[str]:
     return lines
 
 
+def _pair_text(pair: str, results: dict) -> str:
+    arch, task = pair.split("|")
+    d = paired(results[pair], "trained", "default")
+    number = f"{d[0]:+.3f} ± {d[1]:.3f}".replace("-", "−")
+    return f"{arch} on {COLUMNS[task].split(' (')[0]} ({number})"
+
+
+def readme_summary(scoreboard: dict, results: dict) -> list[str]:
+    """The counts under the README table, from the panel's scoreboard."""
+    behind, ahead = scoreboard["behind_2se"], scoreboard["ahead_2se"]
+    text = (
+        f"Of these {scoreboard['pairs']} pairs, {len(ahead)} are ahead of default init by more "
+        f"than two standard errors and {len(behind)} behind"
+        + (": " + "; ".join(_pair_text(p, results) for p in behind) if behind else "")
+        + "."
+    )
+    never = scoreboard["archs_never_ahead"]
+    if never:
+        text += f" Ahead on no task: {', '.join(never)}."
+    text += (
+        " The trained checkpoints are ahead of the untrained reference hypernetwork through the "
+        f"same settings on {scoreboard['trained_over_reference']} pairs (by the mean)."
+    )
+    fair = scoreboard.get("resnets_ahead_of_fair_baseline", {})
+    if fair:
+        text += (
+            " Against default init without its zero-initialised last norms "
+            "(`zero_init_last=False`, the fair baseline for ResNets) they are ahead by more than "
+            "two standard errors on "
+            + ", ".join(f"{n} tasks for {a}" for a, n in fair.items())
+            + "."
+        )
+    return ["", *textwrap.wrap(text, width=96, break_on_hyphens=False)]
+
+
 def update_readme(readme: Path, table: list[str]) -> bool:
     """Replace the table between the markers; returns whether the README changed."""
     text = readme.read_text()
@@ -147,13 +184,15 @@ def main() -> None:
     parser.add_argument("--readme", type=Path, default=README)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    results = json.loads(args.panel.read_text())["results"]
+    panel = json.loads(args.panel.read_text())
+    results = panel["results"]
     for modality, task in TASK.items():
         card = args.checkpoints / modality / "README.md"
         if card.is_file():
             changed = update_card(card, card_line(modality, task, results))
             log.info("%s (%s): %s", modality, task, "updated" if changed else "unchanged")
-    changed = update_readme(args.readme, readme_table(results))
+    table = readme_table(results) + readme_summary(panel["scoreboard"], results)
+    changed = update_readme(args.readme, table)
     log.info("README table: %s", "updated" if changed else "unchanged")
 
 
