@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import logging
 from copy import deepcopy
 
 import pytest
@@ -402,3 +403,14 @@ def test_set_prediction_tool_writes_configs_cards_and_pins(tmp_path):
     assert "`spectrum=flat`" in card  # the line states every setting, not only the new one
     with pytest.raises(SystemExit, match="spectrum must be one of"):
         tool.set_prediction({"spectrum": "round"}, "bad", root, registry)
+
+
+def test_residual_scale_on_the_meta_device_without_zero_init_last_warns(caplog):
+    import torchvision
+
+    with torch.device("meta"):
+        tv = torchvision.models.resnet18(num_classes=2, zero_init_residual=True)
+    with caplog.at_level(logging.WARNING, logger="hyperinit"):
+        hyperinit.initialize(tv, "xray", seed=0)
+    assert "has no timm zero_init_last(), so its own init is unknown" in caplog.text
+    assert not any(p.is_meta for p in tv.parameters())
