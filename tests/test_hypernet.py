@@ -304,6 +304,26 @@ def test_vit_embeddings_use_small_scale(hypernet):
     assert float(p["pos_embed"].std()) == pytest.approx(0.02, rel=0.15)
 
 
+@pytest.mark.parametrize("noise", ["kron", "orthogonal", "gaussian"])
+def test_inference_synthesis_equals_the_differentiable_one_in_separate_storage(noise):
+    """Under ``no_grad`` the weights are filled in place (one full-size tensor per weight
+    fewer): bit for bit the tensors of the differentiable path, none sharing storage."""
+    from hyperinit.hypernet.synthesis import synthesise_weights
+
+    q = torch.randn(3, 8, 2304, generator=torch.Generator().manual_seed(1))
+    phi, target = torch.full((3,), 0.6), torch.tensor([0.02, 0.03, 0.05])
+
+    def run():
+        gens = [torch.Generator().manual_seed(s) for s in range(3)]
+        return synthesise_weights(q, 256, phi, target, gens, noise, flat=True)
+
+    differentiable = run()
+    with torch.no_grad():
+        inference = run()
+    assert all(torch.equal(a, b) for a, b in zip(differentiable, inference))
+    assert len({w.untyped_storage().data_ptr() for w in inference}) == 3
+
+
 def test_flat_spectrum_backward_is_the_polar_factors_and_finite_where_qr_and_svd_are_not():
     """The flat spectrum trains: its gradient matches finite differences, and stays finite for
     centred (rank-deficient) rows, where autograd through the QR and SVD gave nan in training

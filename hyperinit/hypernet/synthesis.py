@@ -179,8 +179,8 @@ def _batched_noise(
     a = (a / rms.clamp_min(1e-12)[:, None, None]).to(device=device, dtype=torch.float32)
     a = a * scale[:, None, None]
     b = b.to(device=device, dtype=torch.float32)
-    full = (a[:, :, None, :, None] * b[:, None, :, None, :]).reshape(len(generators), rows, cols)
-    return list(full.unbind(0))
+    # one product per weight: each its own storage, so the caller may fill it in place
+    return [(x[:, None, :, None] * y[None, :, None, :]).reshape(rows, cols) for x, y in zip(a, b)]
 
 
 class _FlatFactors(torch.autograd.Function):
@@ -280,4 +280,7 @@ def synthesise_weights(
     beta = torch.sin(phi) * target
     noises = _batched_noise(rows, q.shape[2], generators, dev, beta, noise)
     structured = q * alpha[:, None, None]
-    return [torch.addmm(n, c, s) for n, c, s in zip(noises, codes, structured)]
+    if torch.is_grad_enabled():
+        return [torch.addmm(n, c, s) for n, c, s in zip(noises, codes, structured)]
+    # inference: add the structured part into the noise tensors, saving a full-size copy
+    return [n.addmm_(c, s) for n, c, s in zip(noises, codes, structured)]
