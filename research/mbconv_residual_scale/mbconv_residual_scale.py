@@ -8,7 +8,8 @@ branches (inverted residuals and depthwise-separable blocks with a skip) stay li
 predicted norm weight (about 1) and get nothing. This damps them too: the own-modality
 checkpoint with its shipped post-processing, then the last norm weight of every block with a
 skip (``has_skip``: ``bn3`` of an inverted residual, ``bn2`` of a depthwise-separable block)
-multiplied by 0.25 (the shipped value) or by 0 (SkipInit, what ``zero_init_last`` does).
+multiplied by 0.25 (the shipped value) or by 0 (SkipInit, what ``zero_init_last`` does);
+on the classification tasks also the control, default init with the same norms at 0.
 Quick downstream check (10 % of the labels, 5 epochs, 64 px, DRIVE 128 px) on all five
 panel tasks, the panel's cells for default init and the checkpoint, 6 seeds paired by seed;
 decided on validation (best epoch), test beside it.
@@ -70,6 +71,13 @@ def damped(task: str, seed: int, scale: float):
     return init
 
 
+def default_skipinit(model: nn.Module) -> None:
+    """The control: default init with the same norm weights at 0 (SkipInit)."""
+    with torch.no_grad():
+        for norm in residual_last_norms(model):
+            norm.weight.zero_()
+
+
 def inits_for(task: str):
     def named(seed: int, arch: str) -> dict:
         out = {
@@ -79,6 +87,12 @@ def inits_for(task: str):
         for scale in SCALES:
             fn = damped(task, seed, scale)
             out[f"trained, residual branches x{scale:g}"] = (fn, fn.__name__, HERE / "cells")
+        if task != "drive":
+            out["default, residual branches x0"] = (
+                default_skipinit,
+                "default_mbconv_skipinit",
+                HERE / "cells",
+            )
         return out
 
     return named
