@@ -60,6 +60,7 @@ def test_orthogonalize_flattens_the_spectrum_at_the_same_rms(out, cin, k, seed):
     assert float(s.max() / s.min()) < 1 + 1e-4
     # the nearest such matrix: closer to w than any other at that scale, e.g. a random one
     r = orthogonalize(torch.randn(w.shape, generator=torch.Generator().manual_seed(seed + 1)))
+    r = r * (w.pow(2).mean() / r.pow(2).mean()).sqrt()  # at w's RMS, like q
     assert (q - w).norm() <= (r - w).norm() + 1e-4
 
 
