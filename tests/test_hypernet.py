@@ -306,8 +306,8 @@ def test_vit_embeddings_use_small_scale(hypernet):
 
 @pytest.mark.parametrize("noise", ["kron", "orthogonal", "gaussian"])
 def test_inference_synthesis_equals_the_differentiable_one_in_separate_storage(noise):
-    """Under ``no_grad`` the weights are filled in place (one full-size tensor per weight
-    fewer): bit for bit the tensors of the differentiable path, none sharing storage."""
+    """The weights are filled in place (one full-size tensor per weight fewer): the same
+    bits with and without grad, none sharing storage."""
     from hyperinit.hypernet.synthesis import synthesise_weights
 
     q = torch.randn(3, 8, 2304, generator=torch.Generator().manual_seed(1))

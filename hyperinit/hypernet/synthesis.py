@@ -280,7 +280,6 @@ def synthesise_weights(
     beta = torch.sin(phi) * target
     noises = _batched_noise(rows, q.shape[2], generators, dev, beta, noise)
     structured = q * alpha[:, None, None]
-    if torch.is_grad_enabled():
-        return [torch.addmm(n, c, s) for n, c, s in zip(noises, codes, structured)]
-    # inference: add the structured part into the noise tensors, saving a full-size copy
+    # into the fresh noise tensors, saving a full-size copy (autograd-safe: the product that
+    # made each keeps its inputs, not its output)
     return [n.addmm_(c, s) for n, c, s in zip(noises, codes, structured)]
